@@ -1,0 +1,65 @@
+# The Makefile is the interface: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DEB_PACKAGES := prometheus prometheus-alertmanager
+DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool
+ENV ?= dev
+RUN_DIR ?= run
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup debs test test-fast generate check up down status bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  Variables: ENV=$(ENV) (environment for generate/up), RUN_DIR=$(RUN_DIR), VENV=$(VENV)"
+
+setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus + alertmanager, and the project into .venv
+
+debs:
+	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $(DEB_PACKAGES)"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES); \
+	fi
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "Installing python3-venv"; $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv python3-pip && \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+test: setup ## Run every test, the end-to-end ones through real Prometheus and Alertmanager included
+	$(PY) -m pytest
+
+test-fast: setup ## Run the tests but the end-to-end ones
+	$(PY) -m pytest -m "not e2e"
+
+generate: setup ## Render rules_src/ into generated/ for every environment
+	$(VENV)/bin/dumont-rules generate
+
+check: setup ## Fail if generated/ is stale; promtool/amtool check and test everything generated
+	$(VENV)/bin/dumont-rules check
+
+up: setup ## Start the whole stack on 127.0.0.1 (ENV=dev) and show an alert firing and resolving
+	$(PY) -m deploy.local up --env $(ENV) --run-dir $(RUN_DIR)
+
+down: ## Stop exactly what `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local down --run-dir $(RUN_DIR); else echo "nothing to stop"; fi
+
+status: ## Show each process of the stack, its URL and whether it is ready
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local status --run-dir $(RUN_DIR); else echo "not set up"; fi
+
+bench: setup ## Run the benchmarks and print their figures beside a baseline
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: down ## Remove the virtual environment and the run folder
+	rm -rf $(VENV) $(RUN_DIR)

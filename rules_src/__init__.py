@@ -1,0 +1,1 @@
+"""rules_src package."""
