@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-DEB_PACKAGES := prometheus prometheus-alertmanager
-DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool
+# openssl makes the throwaway certificates of the STARTTLS tests.
+DEB_PACKAGES := prometheus prometheus-alertmanager openssl
+DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool openssl
 ENV ?= dev
 RUN_DIR ?= run
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -18,7 +19,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  Variables: ENV=$(ENV) (environment for generate/up), RUN_DIR=$(RUN_DIR), VENV=$(VENV)"
 
-setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus + alertmanager, and the project into .venv
+setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl; the project into .venv
 
 debs:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null || missing=1; done; \

@@ -1,0 +1,1 @@
+"""Tests of the receiver's notification channels and the local sinks."""

@@ -1,0 +1,114 @@
+"""Render a Message as an email: a plain-text and an HTML part with the same content as Slack's."""
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from html import escape
+
+from . import formatting as fmt
+from .model import AlertEvent, Message
+
+
+def build_email(message: Message, sender: str, to: list[str]) -> EmailMessage:
+    """A multipart/alternative email for `message`; a digest becomes a summary."""
+    mail = EmailMessage()
+    mail["Subject"] = fmt.headline(message.events)
+    mail["From"] = sender
+    mail["To"] = ", ".join(to)
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    if message.digest:
+        mail.set_content(_summary_text(message))
+        mail.add_alternative(_summary_html(message), subtype="html")
+    else:
+        mail.set_content(_detail_text(message))
+        mail.add_alternative(_detail_html(message), subtype="html")
+    return mail
+
+
+def _facts(event: AlertEvent) -> list[tuple[str, str]]:
+    """(label, value) lines both parts show for one alert."""
+    facts = [("Machine", fmt.machine(event)), ("Value", event.annotations.get("value", ""))]
+    facts.append(("Description", event.annotations.get("description", "")))
+    facts.append(("Started", event.starts_at))
+    if event.status == "resolved":
+        facts.append(("Resolved", event.ends_at or ""))
+    facts.append(("Runbook", event.annotations.get("runbook_url", "")))
+    facts.append(("Source", event.generator_url))
+    return [(label, value) for label, value in facts if value]
+
+
+def _state(event: AlertEvent) -> str:
+    return "RESOLVED" if event.status == "resolved" else "FIRING"
+
+
+def _detail_text(message: Message) -> str:
+    parts = [fmt.headline(message.events), ""]
+    for event in message.events:
+        parts.append(f"{_state(event)} · {fmt.alertname(event)} · {fmt.severity(event)}")
+        parts.append(fmt.summary_text(event))
+        parts += [f"{label}: {value}" for label, value in _facts(event)]
+        parts.append("")
+    parts.append(f"History: {message.history_url}")
+    return "\n".join(parts) + "\n"
+
+
+def _summary_text(message: Message) -> str:
+    s = fmt.summarize(message.events)
+    counts = f"Alert storm: {s.total} alerts ({s.firing} firing, {s.resolved} resolved)"
+    parts = [fmt.headline(message.events), "", counts, ""]
+    parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
+    if s.hidden_groups:
+        parts.append(f"  - ... and {s.hidden_groups} more alert names")
+    parts += ["", "Examples:"] + [f"  - {fmt.example_line(e)}" for e in s.examples]
+    parts += ["", f"Every alert, in full: {message.history_url}"]
+    return "\n".join(parts) + "\n"
+
+
+_PAGE = (
+    '<!doctype html><html><body style="font-family:Helvetica,Arial,sans-serif;font-size:14px;color:#1d1c1d">'
+    "<h2 style=\"font-size:18px\">{title}</h2>{body}"
+    '<p><a href="{history}">Alert history</a></p></body></html>'
+)
+
+
+def _value_html(label: str, value: str) -> str:
+    if label in ("Runbook", "Source"):
+        return f'<a href="{escape(value)}">{escape(value)}</a>'
+    return escape(value)
+
+
+def _event_html(event: AlertEvent) -> str:
+    colour = fmt.colour(event)
+    rows = "".join(
+        f'<tr><td style="color:#616061;padding-right:12px;vertical-align:top">{label}</td>'
+        f"<td>{_value_html(label, value)}</td></tr>"
+        for label, value in _facts(event)
+    )
+    return (
+        f'<div style="border-left:6px solid {colour};padding:4px 12px;margin:12px 0">'
+        f'<div><span style="background:{colour};color:#fff;padding:1px 6px;border-radius:3px">{_state(event)}</span> '
+        f"<b>{escape(fmt.alertname(event))}</b> · {escape(fmt.severity(event))}</div>"
+        f"<p style=\"margin:6px 0\"><b>{escape(fmt.summary_text(event))}</b></p><table>{rows}</table></div>"
+    )
+
+
+def _detail_html(message: Message) -> str:
+    body = "".join(_event_html(e) for e in message.events)
+    return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))
+
+
+def _summary_html(message: Message) -> str:
+    s = fmt.summarize(message.events)
+    groups = "".join(f"<li>{escape(fmt.group_line(g))}</li>" for g in s.groups)
+    if s.hidden_groups:
+        groups += f"<li>… and {s.hidden_groups} more alert names</li>"
+    examples = "".join(
+        f'<li><span style="color:{fmt.colour(e)}">■</span> {escape(fmt.example_line(e))}</li>' for e in s.examples
+    )
+    body = (
+        f'<div style="border-left:6px solid {fmt.worst_colour(message.events)};padding:4px 12px">'
+        f"<p><b>Alert storm: {s.total} alerts</b> ({s.firing} firing, {s.resolved} resolved)</p>"
+        f"<p>By alert:</p><ul>{groups}</ul><p>Examples:</p><ul>{examples}</ul></div>"
+    )
+    return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))

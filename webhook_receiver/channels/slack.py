@@ -1,0 +1,112 @@
+"""Deliver messages to a Slack incoming webhook, within Slack's rate limit."""
+from __future__ import annotations
+
+import logging
+
+import requests
+
+from .model import Message, SendResult
+from .ratelimit import SLACK_LIMITER, RateLimiter
+from .secrets import SecretError, read_secret
+from .slack_format import build_payload
+
+
+class SlackChannel:
+    """A Slack incoming webhook whose URL is read from a file or variable at every send."""
+
+    type = "slack"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        webhook_url_file: str | None = None,
+        webhook_url_env: str | None = None,
+        channel: str | None = None,
+        timeout: float = 10.0,
+        limiter: RateLimiter = SLACK_LIMITER,
+    ) -> None:
+        self.name = name
+        self.webhook_url_file = webhook_url_file
+        self.webhook_url_env = webhook_url_env
+        self.channel = channel
+        self.timeout = timeout
+        self.limiter = limiter
+        _hide_request_paths()
+
+    def send(self, message: Message) -> SendResult:
+        """Post `message`; never raises for delivery problems."""
+        try:
+            url = read_secret(self.webhook_url_file, self.webhook_url_env)
+        except SecretError as exc:
+            return SendResult(ok=False, permanent=True, detail=str(exc))
+        payload = build_payload(message, self.channel)
+        blocked = self.limiter.acquire(url)
+        if blocked is not None:
+            return SendResult(ok=False, retry_after=blocked, detail=f"Slack asked to wait {blocked:.0f}s more")
+        try:
+            # (connect, read) timeouts; no redirects: a webhook that redirects is misconfigured
+            response = requests.post(url, json=payload, timeout=(self.timeout, self.timeout), allow_redirects=False)
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            return SendResult(ok=False, permanent=True, detail=f"the webhook URL from {self._source()} is not valid")
+        except requests.Timeout:
+            return SendResult(ok=False, detail=f"timed out after {self.timeout:g}s")
+        except requests.RequestException as exc:
+            # str(exc) would quote the URL, which is the secret
+            return SendResult(ok=False, detail=f"connection failed: {_reason(exc)}")
+        return self._result(url, response)
+
+    def _source(self) -> str:
+        return f"file {self.webhook_url_file}" if self.webhook_url_file else f"variable {self.webhook_url_env}"
+
+    def _result(self, url: str, response: requests.Response) -> SendResult:
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendResult(ok=True, detail=f"HTTP {status}")
+        if status == 429:
+            retry_after = _seconds(response.headers.get("Retry-After"))
+            if retry_after is not None:
+                self.limiter.back_off(url, retry_after)
+            wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+            return SendResult(ok=False, retry_after=retry_after, detail=f"HTTP 429{wait}")
+        if status >= 500:
+            return SendResult(ok=False, detail=f"HTTP {status}")
+        # Slack names the problem in the body: invalid_payload, no_service, channel_is_archived, ...
+        body = " ".join(response.text.split())[:80]
+        return SendResult(ok=False, permanent=True, detail=f"HTTP {status} {body}".rstrip())
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if seconds is not None else None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost OS-level reason (e.g. "Connection refused"), which carries no URL."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        reason = getattr(seen, "reason", None)  # urllib3's MaxRetryError wraps the real error here
+        seen = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
+    return type(exc).__name__
+
+
+class _RedactPaths(logging.Filter):
+    """urllib3 logs request paths at DEBUG; a webhook's path is its secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                "<redacted>" if isinstance(a, str) and (a.startswith("/") or "://" in a) else a for a in record.args
+            )
+        return True
+
+
+def _hide_request_paths() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactPaths) for f in logger.filters):
+        logger.addFilter(_RedactPaths())
