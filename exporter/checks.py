@@ -1,0 +1,29 @@
+"""Argument checks for the telemetry API: each raises ValueError naming the argument it rejects."""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+
+def text(name: str, value: object) -> str:
+    """`value` if it is a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def number(name: str, value: object, minimum: float = 0.0, maximum: float | None = None) -> float:
+    """`value` as a float if it is a finite number within [minimum, maximum]."""
+    # bool is a Real, but True as a byte count is a bug at the call site, not a number.
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return float(value)
+
+
+def not_above(name: str, value: float, limit_name: str, limit: float) -> None:
+    """Reject `value` greater than `limit` (a used amount above its total)."""
+    if value > limit:
+        raise ValueError(f"{name} must not exceed {limit_name} ({limit:g}), got {value:g}")

@@ -1,0 +1,83 @@
+"""A simulation scenario as the simulator plays it (docs/architecture.md section 5): fleet and phases."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+GIB = 1024 ** 3
+DEFAULT_TICK_SECONDS = 1.0
+DEFAULT_MOUNTS = ("/",)
+# Every machine field with its default, used where neither "*" nor the machine's entry ever set it.
+MACHINE_DEFAULTS = {
+    "sync_latency_seconds": 1.0,
+    "sync_ok": True,
+    "sync_bytes": 0.0,          # bytes (and files) each successful sync moves; an extension of the contract
+    "sync_files": 0.0,
+    "disk_used_ratio": 0.0,
+    "memory_used_ratio": 0.0,
+    "cpu_percent": 0.0,
+    "cost_hourly_usd": 0.0,
+    "up": True,
+    "disk_total_bytes": 1e12,
+    "memory_total_bytes": 64.0 * GIB,
+}
+DEFAULT_HEALTH = 1.0          # a component no phase names is healthy
+_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine of the fleet and what labels it carries."""
+
+    machine_id: str
+    type: str
+    provider: str
+    mounts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase with every machine's and component's values resolved (carry-over and "*" applied)."""
+
+    name: str
+    duration: float | None
+    machines: dict[str, dict[str, float | bool]]
+    components: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A checked scenario: tick in seconds, whether it loops, the fleet and its phases."""
+
+    path: str
+    tick: float
+    loop: bool
+    machines: dict[str, Machine]
+    components: tuple[str, ...]
+    phases: tuple[Phase, ...]
+
+    def phase_at(self, elapsed: float) -> Phase:
+        """The phase playing `elapsed` seconds after the scenario started."""
+        durations = [phase.duration for phase in self.phases]
+        if self.loop and None not in durations:
+            elapsed %= sum(durations)
+        for phase in self.phases[:-1]:
+            if elapsed < phase.duration:
+                return phase
+            elapsed -= phase.duration
+        return self.phases[-1]
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds in a Prometheus duration (`500ms`, `1s`, `2m30s`) or a plain number; None if neither."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str) or not value:
+        return None
+    match = _DURATION.match(value)
+    if not match:
+        return None
+    return sum(int(amount) * unit for amount, unit in zip(match.groups(), _DURATION_UNITS) if amount)
+
