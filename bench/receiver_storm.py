@@ -1,0 +1,194 @@
+"""Alert-storm benchmark of the webhook receiver under its production server (`dumont-receiver serve`).
+
+10,000 distinct alerts are posted by concurrent keep-alive clients, once as webhooks of one alert and once
+as webhooks of ten (each on a fresh database), then the same webhooks again as redeliveries. The relay
+runs, delivering to a local SlackSink (storms fold into digests, so it costs the database little).
+Baseline: an empty Flask endpoint under the same gunicorn configuration.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from deploy.local.sinks import SlackSink  # noqa: E402
+from tests.receiver.payloads import alert, notification  # noqa: E402
+from tests.receiver.serving import Served, free_port  # noqa: E402
+
+ALERTS = 10_000
+CLIENTS = 8          # concurrent keep-alive connections, one per client process
+WORKERS, THREADS = 2, 8
+TOKEN = "bench-token"
+TARGETS = {"alerts_per_s": 1000, "p99_ms": 100, "baseline_share": 0.5}
+
+
+def _client(args):
+    """One keep-alive connection posting its share of bodies; latencies in seconds and failures."""
+    port, path, bodies = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    latencies, failures = [], 0
+    for body in bodies:
+        started = time.perf_counter()
+        conn.request("POST", path, body, headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        failures += response.status != 200
+    conn.close()
+    return latencies, failures
+
+
+def blast(port: int, path: str, bodies: list[bytes]) -> dict:
+    """Post every body over CLIENTS concurrent connections; request figures."""
+    shares = [(port, path, bodies[i::CLIENTS]) for i in range(CLIENTS)]
+    with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+        started = time.perf_counter()
+        results = pool.map(_client, shares)
+        elapsed = time.perf_counter() - started
+    latencies = sorted(x for lat, _ in results for x in lat)
+    return {"requests": len(latencies), "elapsed": elapsed, "rps": len(latencies) / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+            "failures": sum(f for _, f in results)}
+
+
+def bodies_for(per_webhook: int) -> list[bytes]:
+    """10,000 distinct alerts in webhooks of `per_webhook`, as Alertmanager would group them."""
+    alerts = [alert(f"Storm{i % 50}", machine=f"gpu-{i}", severity=("warning", "critical")[i % 2])
+              for i in range(ALERTS)]
+    return [json.dumps(notification(*alerts[i:i + per_webhook])).encode()
+            for i in range(0, ALERTS, per_webhook)]
+
+
+def write_setup(workdir: Path, sink: SlackSink) -> dict:
+    (workdir / "slack_url").write_text(sink.url_for("/services/bench"))
+    (workdir / "token").write_text(TOKEN)
+    (workdir / "channels.yml").write_text(yaml.safe_dump({
+        "channels": {"slack-oncall": {"type": "slack", "webhook_url_file": str(workdir / "slack_url")},
+                     "watchdog": {"type": "heartbeat"}},
+        "deadman": {"channel": "watchdog", "timeout": "1h", "notify": ["slack-oncall"]}}))
+    return {"database": str(workdir / "history.db"), "channels_file": str(workdir / "channels.yml"),
+            "token_file": str(workdir / "token"), "workers": WORKERS, "threads": THREADS,
+            "log_level": "warning"}
+
+
+def history_counts(database: str) -> tuple[int, int, int]:
+    conn = sqlite3.connect(database)
+    try:
+        events, distinct = conn.execute("SELECT count(*), count(DISTINCT fingerprint) FROM events").fetchone()
+        depth = conn.execute("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
+    finally:
+        conn.close()
+    return events, distinct, depth
+
+
+def run_mode(per_webhook: int, sink: SlackSink) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="receiver-bench-") as tmp:
+        workdir = Path(tmp)
+        config = write_setup(workdir, sink)
+        bodies = bodies_for(per_webhook)
+        server = Served(config, workdir).start()
+        try:
+            first = blast(server.port, "/webhook/slack-oncall", bodies)
+            again = blast(server.port, "/webhook/slack-oncall", bodies)
+            events, distinct, depth = history_counts(config["database"])
+        finally:
+            server.stop()
+    lines = []
+    for name, figures in (("first delivery", first), ("redelivery", again)):
+        lines.append(f"  {per_webhook:>2} alert(s)/webhook, {name:<14}: {ALERTS / figures['elapsed']:8.0f} alerts/s"
+                     f"  {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
+                     f"  non-200: {figures['failures']}")
+    lines.append(f"  {per_webhook:>2} alert(s)/webhook: history holds {events} state changes of {distinct} distinct"
+                 f" alerts (want exactly {ALERTS}: lost {ALERTS - distinct}, duplicated {events - distinct});"
+                 f" outbox depth left {depth}")
+    return lines, first
+
+
+def serve_empty(port: int) -> None:
+    """Serve an empty Flask endpoint under the receiver's gunicorn configuration (the baseline)."""
+    from flask import Flask, request
+
+    from webhook_receiver.config import Config
+    from webhook_receiver.server import ReceiverServer
+
+    class EmptyServer(ReceiverServer):
+        def load(self):
+            app = Flask("empty")
+
+            @app.post("/webhook/<channel>")
+            def empty(channel):
+                request.get_data()
+                return "{}"
+
+            @app.get("/-/ready")
+            def ready():
+                return "ready"
+            return app
+
+    config = Config(database="", channels_file="", token_file="", listen=f"127.0.0.1:{port}",
+                    workers=WORKERS, threads=THREADS, log_level="warning")
+    EmptyServer(config).run()
+
+
+def baseline(bodies: list[bytes]) -> dict:
+    import subprocess
+
+    import requests
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--serve-empty", str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        return blast(port, "/webhook/slack-oncall", bodies)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def main() -> int:
+    started = time.monotonic()
+    print(f"receiver storm: {ALERTS} distinct alerts, {CLIENTS} keep-alive clients, gunicorn gthread "
+          f"{WORKERS} workers x {THREADS} threads, relay on (local SlackSink), log_level warning")
+    with SlackSink(port=0) as sink:
+        one_lines, one = run_mode(1, sink)
+        ten_lines, _ = run_mode(10, sink)
+    base = baseline(bodies_for(1))
+    print("\n".join(one_lines + ten_lines))
+    print(f"  baseline empty Flask endpoint (same server config, 1-alert bodies): {base['rps']:7.0f} req/s"
+          f"  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms")
+    share = one["rps"] / base["rps"]
+    print("targets:")
+    print(f"  >= {TARGETS['alerts_per_s']} alerts/s with one alert per webhook: {ALERTS / one['elapsed']:.0f}"
+          f" {'OK' if ALERTS / one['elapsed'] >= TARGETS['alerts_per_s'] else 'MISSED'}")
+    print(f"  p99 < {TARGETS['p99_ms']} ms: {one['p99_ms']:.2f} ms {'OK' if one['p99_ms'] < TARGETS['p99_ms'] else 'MISSED'}")
+    print(f"  >= half the empty endpoint's request rate: {share:.0%}"
+          f" {'OK' if share >= TARGETS['baseline_share'] else 'MISSED'}")
+    print(f"  zero lost, zero duplicated: see the history lines above")
+    print(f"(benchmark took {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-empty":
+        serve_empty(int(sys.argv[2]))
+    else:
+        sys.exit(main())

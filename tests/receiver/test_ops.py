@@ -1,0 +1,79 @@
+"""/metrics from the database, /-/healthy, /-/ready, and retention pruning."""
+import sqlite3
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from webhook_receiver import create_app
+
+from .payloads import alert, notification
+
+
+def samples(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True)) for s in family.samples}
+
+
+def test_metrics_values(client, post, make_worker, slack):
+    body = notification(alert(machine="gpu-1"), alert(machine="gpu-2", severity="critical"))
+    post(body)
+    post(body)  # a retry: two duplicates
+    post(body, token="wrong")
+    post(notification(alert(machine="gpu-3")), channel="email-oncall")
+    before = samples(client)
+    assert before[("dumont_receiver_received_total", (("channel", "slack-oncall"),))] == 4
+    assert before[("dumont_receiver_duplicates_total", (("channel", "slack-oncall"),))] == 2
+    assert before[("dumont_receiver_rejected_total", (("reason", "unauthorized"),))] == 1
+    assert before[("dumont_receiver_outbox_depth", (("channel", "slack-oncall"),))] == 2
+    assert before[("dumont_alerts_active", (("severity", "warning"),))] == 2
+    assert before[("dumont_alerts_active", (("severity", "critical"),))] == 1
+    assert before[("dumont_alerts_active", (("severity", "info"),))] == 0
+
+    slack.script([])
+    make_worker().run_once(time.time())  # delivers slack; email to the sink too
+    after = samples(client)
+    assert after[("dumont_receiver_delivered_total", (("channel", "slack-oncall"),))] == 2
+    assert ("dumont_receiver_outbox_depth", (("channel", "slack-oncall"),)) not in after
+
+
+def test_healthy_and_ready(client):
+    assert client.get("/-/healthy").status_code == 200
+    ready = client.get("/-/ready")
+    assert ready.status_code == 200 and ready.get_data(as_text=True) == "ready\n"
+
+
+def test_not_ready_before_migrations(config_values, tmp_path):
+    app = create_app({**config_values, "database": str(tmp_path / "fresh.db")})
+    try:
+        response = app.test_client().get("/-/ready")
+        assert response.status_code == 503
+        assert "schema is version 0, expected 1" in response.get_data(as_text=True)
+        assert app.test_client().get("/-/healthy").status_code == 200
+    finally:
+        app.extensions["dumont.store"].close()
+
+
+def test_migrations_are_idempotent(store):
+    assert store.migrate() == 1
+    assert store.migrate() == 1
+    assert store.schema_version() == 1
+
+
+def test_retention_prunes_finished_history_but_never_undelivered_rows(post, make_worker, slack, client, store):
+    post(notification(alert("Old", machine="gpu-1")), channel="email-oncall")
+    post(notification(alert("Old", machine="gpu-1", status="resolved")), channel="email-oncall")
+    slack.script([(500, {}), (500, {})])
+    post(notification(alert("Stuck", machine="gpu-2")))
+    worker = make_worker(retention="1h", prune_interval="10m")
+    now = time.time()
+    worker.run_once(now)  # email delivered, Slack failed once
+    worker.run_once(now + 3600 + 60)  # Slack fails again; pruning runs
+    assert [e["alertname"] for e in client.get("/api/v1/history").get_json()["entries"]] == ["Stuck"]
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT channel, state FROM outbox").fetchall() == [("slack-oncall", "pending")]
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    finally:
+        conn.close()

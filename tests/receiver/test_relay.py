@@ -1,0 +1,139 @@
+"""The relay worker: delivery through real sinks, retries, failures, restarts and storm digests."""
+import sqlite3
+import time
+
+from webhook_receiver import create_app
+
+from .payloads import alert, notification
+
+
+def outbox(store):
+    conn = sqlite3.connect(store.path)
+    try:
+        return conn.execute("SELECT channel, state, attempts, due_at, detail FROM outbox ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_delivers_to_slack_and_email(post, make_worker, slack, smtp, client):
+    post(notification(alert()), channel="slack-oncall")
+    post(notification(alert(), receiver="email-oncall"), channel="email-oncall")
+    assert make_worker().run_once(time.time()) == 2
+    assert len(slack.received) == 1 and len(smtp.messages) == 1
+    (entry,) = client.get("/api/v1/history").get_json()["entries"]
+    assert sorted((d["channel"], d["state"], d["attempts"]) for d in entry["deliveries"]) == [
+        ("email-oncall", "delivered", 1), ("slack-oncall", "delivered", 1)]
+
+
+def test_one_group_is_one_message(post, make_worker, slack):
+    post(notification(alert(machine="gpu-1"), alert(machine="gpu-2"), alert(machine="gpu-3")))
+    make_worker().run_once(time.time())
+    assert len(slack.received) == 1
+
+
+def test_restart_delivers_what_a_crashed_relay_claimed(post, app, config_values, slack):
+    post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))
+    store = app.extensions["dumont.store"]
+    assert len(store.claim("slack-oncall", time.time(), None)) == 2  # claimed, then the relay "crashed"
+    assert [row[1] for row in outbox(store)] == ["sending", "sending"]
+
+    restarted = create_app(config_values)
+    try:
+        from webhook_receiver.relay.worker import RelayWorker
+        worker = RelayWorker(restarted.extensions["dumont.store"], restarted.extensions["dumont.channels"],
+                             restarted.config["RECEIVER"])
+        worker.run_once(time.time())
+    finally:
+        restarted.extensions["dumont.store"].close()
+    assert len(slack.received) == 1
+    assert [row[1] for row in outbox(store)] == ["delivered", "delivered"]
+
+
+def test_slack_down_then_up_loses_nothing(post, make_worker, slack, store):
+    post(notification(alert()))
+    slack.script([(500, {})])
+    worker = make_worker()
+    now = time.time()
+    worker.run_once(now)
+    (row,) = outbox(store)
+    assert row[1:3] == ("pending", 1) and row[3] > now and row[4] == "HTTP 500"
+    worker.run_once(now)  # not due yet: nothing is sent
+    assert slack.received == []
+    worker.run_once(now + 3600)
+    assert len(slack.received) == 1
+    assert outbox(store)[0][1:3] == ("delivered", 2)
+
+
+def test_smtp_down_then_up_loses_nothing(post, make_worker, smtp, store):
+    post(notification(alert(), receiver="email-oncall"), channel="email-oncall")
+    smtp.fail_next(1)
+    worker = make_worker()
+    now = time.time()
+    worker.run_once(now)
+    assert outbox(store)[0][1] == "pending" and smtp.messages == []
+    worker.run_once(now + 3600)
+    assert len(smtp.messages) == 1 and outbox(store)[0][1] == "delivered"
+
+
+def test_retry_limit_marks_failed_and_history_shows_it(post, make_worker, slack, client):
+    post(notification(alert()))
+    slack.script([(503, {})] * 3)
+    worker = make_worker()
+    now = time.time()
+    for hours in range(3):
+        worker.run_once(now + hours * 3600)
+    assert slack.received == []
+    (entry,) = client.get("/api/v1/history").get_json()["entries"]
+    (delivery,) = entry["deliveries"]
+    assert (delivery["state"], delivery["attempts"], delivery["detail"]) == ("failed", 3, "HTTP 503")
+    timeline = client.get(f"/api/v1/alerts/{entry['fingerprint']}").get_json()["timeline"]
+    assert [a["ok"] for a in timeline[0]["deliveries"][0]["attempt_log"]] == [False, False, False]
+    worker.run_once(now + 10 * 3600)  # failed is final
+    assert slack.received == []
+
+
+def test_permanent_failure_fails_at_once(post, make_worker, slack, store):
+    post(notification(alert()))
+    slack.script([(404, {})])
+    make_worker().run_once(time.time())
+    assert outbox(store)[0][1:3] == ("failed", 1)
+
+
+def test_retry_after_is_respected(post, make_worker, slack, store):
+    post(notification(alert()))
+    slack.script([(429, {"Retry-After": "120"})])
+    now = time.time()
+    make_worker().run_once(now)
+    state, attempts, due_at = outbox(store)[0][1:4]
+    assert (state, attempts) == ("pending", 1) and due_at >= now + 120
+
+
+def test_failure_on_one_channel_never_resends_to_the_other(post, make_worker, slack, smtp, store):
+    post(notification(alert()), channel="slack-oncall")
+    post(notification(alert(), receiver="email-oncall"), channel="email-oncall")
+    smtp.fail_next(1)
+    worker = make_worker()
+    now = time.time()
+    worker.run_once(now)
+    worker.run_once(now + 3600)
+    assert len(slack.received) == 1 and len(smtp.messages) == 1
+    assert {(row[0], row[1]) for row in outbox(store)} == {("slack-oncall", "delivered"),
+                                                            ("email-oncall", "delivered")}
+
+
+def test_storm_becomes_one_digest(post, make_worker, slack, store, client):
+    post(notification(*(alert(machine=f"gpu-{i}") for i in range(25))))
+    assert make_worker().run_once(time.time()) == 1
+    (post_,) = slack.received
+    assert {row[1] for row in outbox(store)} == {"delivered"}
+    entries = client.get("/api/v1/history?limit=1").get_json()["entries"]
+    fingerprint = entries[0]["fingerprint"]
+    (event,) = client.get(f"/api/v1/alerts/{fingerprint}").get_json()["timeline"]
+    assert event["deliveries"][0]["attempt_log"][0]["digest"] is True
+    assert "25" in str(post_["body"])  # the digest speaks of all of them
+
+
+def test_below_the_storm_threshold_batches(post, make_worker, slack):
+    post(notification(*(alert(machine=f"gpu-{i}") for i in range(7))))
+    assert make_worker().run_once(time.time()) == 2  # batch_size 5: 5 + 2
+    assert len(slack.received) == 2

@@ -1,0 +1,154 @@
+"""The receiver's own configuration: a YAML file, then `DUMONT_RECEIVER_<KEY>` environment overrides."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PREFIX = "DUMONT_RECEIVER_"
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (86400, 3600, 60, 1, 0.001)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the source and key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the receiver; durations are seconds."""
+
+    database: str
+    channels_file: str
+    token_file: str
+    history_token_file: str | None = None
+    listen: str = "127.0.0.1:9878"
+    external_url: str = "http://127.0.0.1:9878"
+    retention: float = 30 * 86400.0
+    workers: int = 2
+    threads: int = 8
+    relay: bool = True               # `serve` also runs the relay worker
+    max_body_bytes: int = 1 << 20
+    busy_timeout: float = 5.0         # how long a write waits for SQLite's lock before answering 503
+    max_attempts: int = 8
+    backoff_initial: float = 10.0
+    backoff_max: float = 900.0
+    batch_size: int = 10
+    storm_threshold: int = 20
+    relay_interval: float = 1.0
+    prune_interval: float = 3600.0
+    log_level: str = "info"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """`listen` split into host and port."""
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+_DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "relay_interval",
+                  "prune_interval"}
+_INT_KEYS = {"workers", "threads", "max_body_bytes", "max_attempts", "batch_size", "storm_threshold"}
+_BOOL_KEYS = {"relay"}
+_OPTIONAL_KEYS = {"history_token_file"}
+_POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
+                              "retention"}
+KEYS = tuple(f.name for f in fields(Config))
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from Prometheus notation (`30s`, `5m`, `1h30m`, `30d`, `250ms`) or a plain number."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
+    return float(sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g))
+
+
+def _coerce(key: str, value: Any, from_env: bool) -> Any:
+    if value is None or (from_env and value in ("", "null")):
+        if key in _OPTIONAL_KEYS:
+            return None
+        raise ValueError("required")
+    if key in _DURATION_KEYS:
+        result = parse_duration(value)
+    elif key in _INT_KEYS:
+        if isinstance(value, bool) or not (isinstance(value, int) or (from_env and str(value).isdigit())):
+            raise ValueError(f"expected an integer, got {value!r}")
+        result = int(value)
+    elif key in _BOOL_KEYS:
+        if from_env and str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
+            return str(value).lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    else:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a non-empty string, got {value!r}")
+        return value
+    if key in _POSITIVE_KEYS and result <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return result
+
+
+def build_config(values: Mapping[str, Any], source: str = "config",
+                 env: Mapping[str, str] | None = None) -> Config:
+    """A Config from a mapping plus environment overrides; errors name `source` and the key."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key (known: {', '.join(KEYS)})")
+    settled: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            settled[key] = _coerce(key, value, from_env=False)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}") from None
+    for key in KEYS:
+        name = ENV_PREFIX + key.upper()
+        if env is not None and name in env:
+            try:
+                settled[key] = _coerce(key, env[name], from_env=True)
+            except ValueError as exc:
+                raise ConfigError(f"environment {name}: {exc}") from None
+    for f in fields(Config):
+        if f.default is MISSING and f.name not in settled:
+            raise ConfigError(f"{source}: {f.name}: required")
+    host_port = settled.get("listen", Config.listen)
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{source}: listen: expected host:port, got {host_port!r}")
+    return Config(**settled)
+
+
+def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (YAML) and apply `DUMONT_RECEIVER_*` overrides from `env` (default os.environ)."""
+    env = os.environ if env is None else env
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return build_config(values, source=str(path), env=env)
+
+
+def read_secret(path: str, key: str) -> str:
+    """The stripped contents of a secret file; the error names the key, never the contents."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            secret = fh.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"{key}: {path} is empty")
+    return secret

@@ -1,0 +1,26 @@
+"""The database for the app: one Store per app, its connections owned by the store (one per thread)."""
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from webhook_receiver.config import Config
+from webhook_receiver.store.base import Store
+from webhook_receiver.store.sqlite import SQLiteStore
+
+_KEY = "dumont.store"
+
+
+def open_store(config: Config) -> Store:
+    """The store `config` names."""
+    return SQLiteStore(config.database, busy_timeout=config.busy_timeout)
+
+
+def init_app(app: Flask, config: Config) -> Store:
+    """Give `app` its store (returned); views reach it through get_store()."""
+    store = app.extensions[_KEY] = open_store(config)
+    return store
+
+
+def get_store() -> Store:
+    """The current app's store."""
+    return current_app.extensions[_KEY]

@@ -1,0 +1,70 @@
+"""The dead man's switch: announce that the alerting pipeline is down when heartbeats stop, and when they resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from webhook_receiver.channels.model import DeadmanConfig
+from webhook_receiver.payload import Alert, format_epoch
+from webhook_receiver.store.base import Store
+
+log = logging.getLogger(__name__)
+
+ALERTNAME = "AlertingPipelineDown"
+STATE_KEY = "deadman"  # JSON {"starts_at", "last_heartbeat"} while down, "" while up
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """A stable 16-hex fingerprint for the receiver's own alert, shaped like Alertmanager's."""
+    text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Deadman:
+    """Checks the heartbeat channel on each relay pass; its down/up state lives in the store."""
+
+    def __init__(self, store: Store, config: DeadmanConfig, started_at: float):
+        self.store = store
+        self.config = config
+        self.started_at = started_at  # silence counts from here while no heartbeat was ever seen
+        self.labels = {"alertname": ALERTNAME, "severity": "critical", "heartbeat_channel": config.channel}
+        self.fingerprint = fingerprint(self.labels)
+
+    def check(self, now: float) -> str | None:
+        """Queue a down or recovered message when the state flips; which one, or None."""
+        last = self.store.last_heartbeat(self.config.channel)
+        raw = self.store.get_state(STATE_KEY)
+        if not raw:
+            reference = last if last is not None else self.started_at
+            if now - reference <= self.config.timeout_seconds:
+                return None
+            return self._announce_down(now, last)
+        down = json.loads(raw)
+        if last is None or (down["last_heartbeat"] is not None and last <= down["last_heartbeat"]):
+            return None
+        return self._announce_recovered(now, last, down)
+
+    def _announce_down(self, now: float, last: float | None) -> str:
+        since = (f"the last heartbeat arrived at {format_epoch(last)}" if last is not None
+                 else f"no heartbeat has arrived since the receiver's relay started at {format_epoch(self.started_at)}")
+        starts_at = format_epoch(now)
+        alert = Alert(self.fingerprint, "firing", self.labels, {
+            "summary": f"The alerting pipeline is down: {since} on channel {self.config.channel!r}.",
+            "description": (f"Alertmanager's Watchdog heartbeat has been silent for more than "
+                            f"{self.config.timeout_seconds:g}s, so alerts may not be reaching anyone."),
+        }, starts_at, None, "")
+        self.store.add_system_event(alert, self.config.notify, now, {
+            STATE_KEY: json.dumps({"starts_at": starts_at, "last_heartbeat": last})})
+        log.warning("deadman.down channel=%s last_heartbeat=%s", self.config.channel,
+                    format_epoch(last) if last is not None else "never")
+        return "down"
+
+    def _announce_recovered(self, now: float, last: float, down: dict) -> str:
+        alert = Alert(self.fingerprint, "resolved", self.labels, {
+            "summary": (f"The alerting pipeline is back: heartbeats resumed at {format_epoch(last)} "
+                        f"on channel {self.config.channel!r}."),
+        }, down["starts_at"], format_epoch(last), "")
+        self.store.add_system_event(alert, self.config.notify, now, {STATE_KEY: ""})
+        log.info("deadman.recovered channel=%s heartbeat=%s", self.config.channel, format_epoch(last))
+        return "recovered"

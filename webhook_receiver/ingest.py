@@ -1,0 +1,65 @@
+"""Ingest blueprint: `POST /webhook/<channel>` stores Alertmanager's notification before answering 200."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from webhook_receiver.auth import authorized
+from webhook_receiver.db import get_store
+from webhook_receiver.payload import PayloadError, parse_webhook
+from webhook_receiver.store.base import StorageError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ingest", __name__)
+
+
+def _reject(reason: str, status: int, message: str, **fields):
+    """A JSON error answer, counted by reason; counting is best effort (the store may be the problem)."""
+    try:
+        get_store().count("rejected", reason)
+    except StorageError:
+        pass
+    log.info("ingest.rejected reason=%s status=%d remote=%s", reason, status, request.remote_addr)
+    response = jsonify(error=message, **fields)
+    response.status_code = status
+    return response
+
+
+@bp.post("/webhook/<channel>")
+def webhook(channel: str):
+    """Store one notification (or heartbeat); 2xx only once it is committed."""
+    if not authorized(request, current_app.extensions["dumont.tokens"].ingest):
+        response = _reject("unauthorized", 401, "missing or wrong bearer token")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    target = current_app.extensions["dumont.channels"].channels.get(channel)
+    if target is None:
+        return _reject("unknown_channel", 404, f"unknown channel {channel!r}")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    try:
+        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH, declared or streamed
+    except RequestEntityTooLarge:
+        return _reject("too_large", 413, f"body larger than {limit} bytes")
+    try:
+        notification = parse_webhook(body)
+    except PayloadError as exc:
+        return _reject("bad_request", 400, str(exc))
+
+    now = time.time()
+    store = get_store()
+    try:
+        if target.type == "heartbeat":
+            store.record_heartbeat(channel, now, len(notification.alerts))
+            return jsonify(status="ok", heartbeat=True)
+        result = store.ingest(channel, notification, now)
+    except StorageError as exc:
+        log.error("ingest.storage_failed channel=%s error=%r", channel, str(exc))
+        # 5xx: Alertmanager retries, and nothing of this request was committed.
+        return _reject("storage", 503, "storage unavailable, retry later")
+    log.info("ingest.stored channel=%s group_key=%r alerts=%d new=%d queued=%d duplicates=%d", channel,
+             notification.group_key, len(notification.alerts), result.new_events, result.queued,
+             result.duplicates)
+    return jsonify(status="ok", new=result.new_events, queued=result.queued, duplicates=result.duplicates)

@@ -1,0 +1,67 @@
+"""/metrics data, read from the database at scrape time so every gunicorn worker and the relay agree."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from exporter.catalog import BY_NAME
+from webhook_receiver.store.base import StorageError, Store
+
+ALERTS_ACTIVE = BY_NAME["dumont_alerts_active"]
+SEVERITIES = ("critical", "warning", "info")  # always exposed, so a rule sees 0 rather than no series
+# (counter name in the store, metric family, label name, help)
+COUNTERS = (
+    ("received", "dumont_receiver_received", "channel", "Alerts received in webhooks, per channel."),
+    ("duplicate", "dumont_receiver_duplicates", "channel",
+     "Alerts received whose state change this channel already had (retries, HA pairs)."),
+    ("rejected", "dumont_receiver_rejected", "reason", "Webhooks rejected, by reason."),
+    ("delivered", "dumont_receiver_delivered", "channel", "State changes delivered, per channel."),
+    ("failed", "dumont_receiver_failed", "channel", "State changes given up on, per channel."),
+)
+
+
+class StoreCollector(Collector):
+    """Counters, outbox depth and active alerts from the store; a failed read drops only its own families."""
+
+    def __init__(self, store: Store, registry: CollectorRegistry | None = None):
+        self.store = store
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self):
+        try:
+            counters = self.store.counters()
+        except StorageError:
+            counters = None
+        if counters is not None:
+            for key, name, label, text in COUNTERS:
+                family = CounterMetricFamily(name, text, labels=[label])
+                for (counter, value_label), value in sorted(counters.items()):
+                    if counter == key:
+                        family.add_metric([value_label], value)
+                yield family
+        try:
+            depth = self.store.outbox_depth()
+            family = GaugeMetricFamily("dumont_receiver_outbox_depth", "Undelivered messages, per channel.",
+                                       labels=["channel"])
+            for channel, value in sorted(depth.items()):
+                family.add_metric([channel], value)
+            yield family
+        except StorageError:
+            pass
+        try:
+            active = self.store.active_by_severity()
+            family = GaugeMetricFamily(ALERTS_ACTIVE.name, ALERTS_ACTIVE.help, labels=list(ALERTS_ACTIVE.labels))
+            for severity in sorted(set(SEVERITIES) | set(active)):
+                family.add_metric([severity], active.get(severity, 0))
+            yield family
+        except StorageError:
+            pass
+
+
+def build_registry(store: Store) -> CollectorRegistry:
+    """A registry of its own holding the store collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    StoreCollector(store, registry)
+    return registry

@@ -1,0 +1,169 @@
+"""Parse and validate Alertmanager's webhook body (version "4"); errors name the offending field."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+# Alertmanager marks "not resolved yet" with Go's zero time.
+ZERO_TIME = "0001-01-01T00:00:00.000000000Z"
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
+STATUSES = ("firing", "resolved")
+
+
+class PayloadError(ValueError):
+    """A webhook body that is not a valid Alertmanager version 4 payload."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert of a notification; times are canonical RFC3339 (UTC, nanoseconds), ends_at None while firing."""
+
+    fingerprint: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str | None
+    generator_url: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One webhook body: a group of alerts Alertmanager routed to one receiver."""
+
+    receiver: str
+    status: str
+    group_key: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    truncated_alerts: int
+    alerts: tuple[Alert, ...]
+
+
+def canonical_time(text: str) -> str:
+    """`text` (RFC3339, any offset, up to nanoseconds) as UTC with nine fraction digits, so equal instants compare equal."""
+    match = _RFC3339.match(text)
+    if not match:
+        raise ValueError(f"not an RFC3339 time: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    nanos = (match.group(7) or "").ljust(9, "0")
+    offset = match.group(8)
+    try:
+        moment = datetime(year, month, day, hour, minute, second)
+        if offset not in ("Z", "z"):
+            sign = 1 if offset[0] == "+" else -1
+            moment -= sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+    except (ValueError, OverflowError):
+        if year == 1:  # Go's zero time written with an offset lands before year 1
+            return ZERO_TIME
+        raise ValueError(f"not an RFC3339 time: {text!r}") from None
+    return _format(moment, nanos)
+
+
+def _format(moment: datetime, nanos: str) -> str:
+    # Not strftime: glibc writes year 1 (Go's zero time) as "1", not "0001".
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{nanos}Z")
+
+
+def epoch(canonical: str) -> float:
+    """Unix seconds of a canonical time."""
+    moment = datetime.strptime(canonical[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return moment.timestamp() + int(canonical[20:29]) / 1e9
+
+
+def format_epoch(seconds: float) -> str:
+    """A canonical time from Unix seconds, to the microsecond."""
+    # Microseconds: a float of Unix seconds carries no finer digits honestly.
+    whole, micros = divmod(round(seconds * 1e6), 10**6)
+    moment = datetime.fromtimestamp(whole, tz=timezone.utc)
+    return _format(moment, f"{micros:06d}000")
+
+
+def _field(obj: Mapping[str, Any], key: str, path: str, kind: type, kind_name: str) -> Any:
+    if key not in obj:
+        raise PayloadError(f"{path}{key}: required")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PayloadError(f"{path}{key}: expected {kind_name}, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _string_map(obj: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
+    value = _field(obj, key, path, dict, "an object")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(f"{path}{key}.{name}: expected a string, got {_json_type(item)}")
+    return value
+
+
+def _status(obj: Mapping[str, Any], path: str) -> str:
+    status = _field(obj, "status", path, str, "a string")
+    if status not in STATUSES:
+        raise PayloadError(f'{path}status: expected "firing" or "resolved", got {status!r}')
+    return status
+
+
+def _time(obj: Mapping[str, Any], key: str, path: str) -> str:
+    text = _field(obj, key, path, str, "a string")
+    try:
+        return canonical_time(text)
+    except ValueError as exc:
+        raise PayloadError(f"{path}{key}: {exc}") from None
+
+
+def _alert(obj: Any, path: str) -> Alert:
+    if not isinstance(obj, dict):
+        raise PayloadError(f"{path[:-1]}: expected an object, got {_json_type(obj)}")
+    status = _status(obj, path)
+    labels = _string_map(obj, "labels", path)
+    annotations = _string_map(obj, "annotations", path)
+    starts_at = _time(obj, "startsAt", path)
+    ends_at = _time(obj, "endsAt", path)
+    generator_url = _field(obj, "generatorURL", path, str, "a string")
+    fingerprint = _field(obj, "fingerprint", path, str, "a string")
+    if not fingerprint:
+        raise PayloadError(f"{path}fingerprint: must not be empty")
+    return Alert(fingerprint, status, labels, annotations, starts_at,
+                 None if ends_at == ZERO_TIME else ends_at, generator_url)
+
+
+def parse_webhook(body: bytes) -> Notification:
+    """The Notification in `body`, or PayloadError saying what is wrong."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PayloadError(f"body: expected a JSON object, got {_json_type(obj)}")
+    version = _field(obj, "version", "", str, "a string")
+    if version != "4":
+        raise PayloadError(f'version: expected "4", got {version!r}')
+    alerts = _field(obj, "alerts", "", list, "an array")
+    if not alerts:
+        raise PayloadError("alerts: must not be empty")
+    truncated = _field(obj, "truncatedAlerts", "", int, "an integer")
+    if truncated < 0:
+        raise PayloadError("truncatedAlerts: must not be negative")
+    return Notification(
+        receiver=_field(obj, "receiver", "", str, "a string"),
+        status=_status(obj, ""),
+        group_key=_field(obj, "groupKey", "", str, "a string"),
+        group_labels=_string_map(obj, "groupLabels", ""),
+        common_labels=_string_map(obj, "commonLabels", ""),
+        common_annotations=_string_map(obj, "commonAnnotations", ""),
+        external_url=_field(obj, "externalURL", "", str, "a string"),
+        truncated_alerts=truncated,
+        alerts=tuple(_alert(item, f"alerts[{i}].") for i, item in enumerate(alerts)),
+    )

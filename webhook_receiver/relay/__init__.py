@@ -1,0 +1,1 @@
+"""The relay: delivers the outbox through the channels."""

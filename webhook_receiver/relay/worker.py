@@ -1,0 +1,121 @@
+"""The outbox worker: delivers queued state changes through the channels, retries, folds storms into digests."""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Callable, Sequence
+from urllib.parse import quote, urlencode
+
+from webhook_receiver.channels.model import Channel, ChannelSet, Message, SendResult
+from webhook_receiver.config import Config
+from webhook_receiver.deadman import Deadman
+from webhook_receiver.payload import format_epoch
+from webhook_receiver.store.base import DELIVERED, FAILED, PENDING, OutboxItem, RowUpdate, StorageError, Store
+
+log = logging.getLogger(__name__)
+
+
+class RelayWorker:
+    """Runs one relay pass at a time; exactly one worker may run per database."""
+
+    def __init__(self, store: Store, channels: ChannelSet, config: Config,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None):
+        self.store = store
+        self.channels = channels
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.deadman = Deadman(store, channels.deadman, clock()) if channels.deadman else None
+        self._next_prune = 0.0
+        # Rows a previous relay claimed but never finished (it crashed mid-send) are due again.
+        released = store.release_claims()
+        if released:
+            log.warning("relay.released_claims rows=%d", released)
+
+    def run_once(self, now: float) -> int:
+        """One pass at time `now`: dead man's switch, every due delivery, pruning; messages sent."""
+        if self.deadman:
+            self.deadman.check(now)
+        sent = 0
+        for name, due in sorted(self.store.due_counts(now).items()):
+            sent += self._deliver_channel(name, due, now)
+        if now >= self._next_prune:
+            removed = self.store.prune(now - self.config.retention)
+            if removed:
+                log.info("relay.pruned rows=%d", removed)
+            self._next_prune = now + self.config.prune_interval
+        return sent
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until `stop` is set; a storage hiccup waits for the next pass."""
+        log.info("relay.started channels=%s", ",".join(sorted(self.channels.channels)))
+        while not stop.is_set():
+            try:
+                self.run_once(self.clock())
+            except StorageError as exc:
+                log.error("relay.pass_failed error=%r", str(exc))
+            stop.wait(self.config.relay_interval)
+        log.info("relay.stopped")
+
+    def _deliver_channel(self, name: str, due: int, now: float) -> int:
+        channel = self.channels.channels.get(name)
+        if channel is None or channel.type == "heartbeat":
+            # Queued before the channels file changed: nothing can deliver it, say so in the history.
+            items = self.store.claim(name, now, None)
+            self._finish(name, items, SendResult(False, permanent=True, detail=f"channel {name!r} is not"
+                                                 " configured for delivery"), now, digest=False)
+            return 0
+        if due > self.config.storm_threshold:
+            return int(self._send(channel, self.store.claim(name, now, None), now, digest=True))
+        sent = 0
+        while sent * self.config.batch_size < due:
+            items = self.store.claim(name, now, self.config.batch_size)
+            if not items:
+                break
+            ok = self._send(channel, items, now, digest=False)
+            sent += 1
+            if not ok:
+                break  # the rest waits for this channel's backoff
+        return sent
+
+    def _send(self, channel: Channel, items: Sequence[OutboxItem], now: float, digest: bool) -> bool:
+        message = Message(channel.name, tuple(item.event for item in items),
+                          self._history_url(channel.name, items, digest), digest)
+        try:
+            result = channel.send(message)
+        except Exception as exc:  # the contract says send() never raises; the relay must outlive a bug
+            log.exception("relay.channel_raised channel=%s", channel.name)
+            result = SendResult(False, detail=f"channel raised {type(exc).__name__}")
+        self._finish(channel.name, items, result, now, digest)
+        log.info("relay.send channel=%s events=%d digest=%s ok=%s detail=%r", channel.name, len(items),
+                 digest, result.ok, result.detail)
+        return result.ok
+
+    def _finish(self, name: str, items: Sequence[OutboxItem], result: SendResult, now: float,
+                digest: bool) -> None:
+        if items:
+            self.store.finish(name, now, result.ok, digest, result.detail,
+                              [self._verdict(item, result, now) for item in items])
+
+    def _verdict(self, item: OutboxItem, result: SendResult, now: float) -> RowUpdate:
+        if result.ok:
+            return RowUpdate(item.id, DELIVERED, now)
+        attempts = item.attempts + 1
+        if result.permanent or attempts >= self.config.max_attempts:
+            return RowUpdate(item.id, FAILED, now)
+        delay = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempts - 1))
+        delay *= 0.5 + self.rng.random() / 2  # jitter, so rows failed together do not retry together
+        if result.retry_after:
+            delay = max(delay, result.retry_after)
+        return RowUpdate(item.id, PENDING, now + delay)
+
+    def _history_url(self, channel: str, items: Sequence[OutboxItem], digest: bool) -> str:
+        base = self.config.external_url.rstrip("/")
+        if len(items) == 1 and not digest:
+            return f"{base}/alerts/{quote(items[0].event.fingerprint, safe='')}"
+        params = {"channel": channel, "since": format_epoch(min(i.received_at for i in items))}
+        if digest:
+            params["until"] = format_epoch(max(i.received_at for i in items) + 1e-6)
+        return f"{base}/?{urlencode(params)}"

@@ -1,0 +1,81 @@
+"""Serve the app under gunicorn (gthread workers) and run exactly one relay process beside it."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from webhook_receiver import create_app
+from webhook_receiver.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class RelayProcess:
+    """The relay worker as one child of gunicorn's master, so it runs once however many web workers there are."""
+
+    def __init__(self, config_path: str):
+        self.config_path = config_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start `dumont-receiver relay` with the same config file and environment."""
+        self.process = subprocess.Popen([sys.executable, "-m", "webhook_receiver", "relay", "--config",
+                                         self.config_path, "--parent-pid", str(os.getpid())])
+        log.info("serve.relay_started pid=%d", self.process.pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("serve.relay_killed pid=%d", self.process.pid)
+            self.process.kill()
+            self.process.wait()
+
+
+class ReceiverServer(BaseApplication):
+    """gunicorn embedded: options come from Config, the app from create_app in each worker."""
+
+    def __init__(self, config: Config, relay: RelayProcess | None = None):
+        self.receiver_config = config
+        self.relay = relay
+        super().__init__()
+
+    def load_config(self) -> None:
+        config = self.receiver_config
+        options = {
+            "bind": [config.listen],
+            "workers": config.workers,
+            "worker_class": "gthread",
+            "threads": config.threads,
+            "keepalive": 30,          # Alertmanager and the benchmark reuse connections
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "accesslog": None,        # the app logs what matters, without Authorization headers
+            "errorlog": "-",
+            "loglevel": config.log_level,
+            "proc_name": "dumont-receiver",
+            "control_socket_disable": True,  # one shared ~/.gunicorn socket would clash between instances
+            "when_ready": self._when_ready,
+            "on_exit": self._on_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return create_app(self.receiver_config)
+
+    def _when_ready(self, server) -> None:
+        if self.relay:
+            self.relay.start()
+
+    def _on_exit(self, server) -> None:
+        if self.relay:
+            self.relay.stop()

@@ -1,0 +1,149 @@
+"""What the receiver needs from its database, so a PostgreSQL backend can follow the SQLite one."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from webhook_receiver.channels.model import AlertEvent
+from webhook_receiver.payload import Alert, Notification
+
+# Outbox row states; "sending" is a claim the relay takes before calling a channel.
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+class StorageError(Exception):
+    """The database could not do what was asked; a retry later may succeed."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one webhook changed: new alert state changes, messages queued, alerts already known."""
+
+    new_events: int
+    queued: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One queued message for one channel, with the state change it announces."""
+
+    id: int
+    channel: str
+    attempts: int
+    received_at: float
+    event: AlertEvent
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """The relay's verdict on one outbox row after an attempt."""
+
+    id: int
+    state: str          # PENDING (retry at due_at), DELIVERED or FAILED
+    due_at: float
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Filters of the history feed; times are Unix seconds, `before_id` is the decoded cursor."""
+
+    alertname: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    since: float | None = None
+    until: float | None = None
+    limit: int = 50
+    before_id: int | None = None
+
+
+class Store(abc.ABC):
+    """Alert history, the outbox, heartbeats and shared counters, each write one transaction."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending migrations (idempotent); the schema version afterwards."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The applied schema version (0 when none); raises StorageError when unreachable."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+    # -- ingest
+    @abc.abstractmethod
+    def ingest(self, channel: str, notification: Notification, now: float) -> IngestResult:
+        """Store the notification, its state changes and one outbox row per new change, atomically."""
+
+    @abc.abstractmethod
+    def record_heartbeat(self, channel: str, now: float, alerts: int) -> None:
+        """Note that a heartbeat channel heard from Alertmanager (`alerts` alerts) at `now`."""
+
+    @abc.abstractmethod
+    def last_heartbeat(self, channel: str) -> float | None:
+        """When `channel` last heard a heartbeat, or None."""
+
+    @abc.abstractmethod
+    def count(self, name: str, label: str, amount: int = 1) -> None:
+        """Add to a shared counter."""
+
+    # -- reads
+    @abc.abstractmethod
+    def history(self, query: HistoryQuery) -> tuple[list[dict], int | None]:
+        """State changes matching `query`, newest first, and the cursor id of the next page."""
+
+    @abc.abstractmethod
+    def active_alerts(self) -> list[dict]:
+        """Alerts whose newest known state is firing."""
+
+    @abc.abstractmethod
+    def timeline(self, fingerprint: str) -> list[dict]:
+        """Every stored state change of one alert, oldest first, with each delivery attempt."""
+
+    @abc.abstractmethod
+    def counters(self) -> dict[tuple[str, str], int]:
+        """Every shared counter by (name, label)."""
+
+    @abc.abstractmethod
+    def outbox_depth(self) -> dict[str, int]:
+        """Undelivered outbox rows per channel."""
+
+    @abc.abstractmethod
+    def active_by_severity(self) -> dict[str, int]:
+        """Firing alerts per severity."""
+
+    # -- relay
+    @abc.abstractmethod
+    def release_claims(self) -> int:
+        """Make rows claimed by a relay that died due again; how many."""
+
+    @abc.abstractmethod
+    def due_counts(self, now: float) -> dict[str, int]:
+        """Pending rows due at `now`, per channel."""
+
+    @abc.abstractmethod
+    def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
+        """Mark up to `limit` (None: all) due rows of `channel` as sending, oldest first, and return them."""
+
+    @abc.abstractmethod
+    def finish(self, channel: str, now: float, ok: bool, digest: bool, detail: str,
+               updates: Sequence[RowUpdate]) -> None:
+        """Record one attempt and each row's new state."""
+
+    @abc.abstractmethod
+    def add_system_event(self, alert: Alert, channels: Sequence[str], now: float,
+                         state: Mapping[str, str]) -> None:
+        """Store the receiver's own state change, queue it to `channels` and save `state`, atomically."""
+
+    @abc.abstractmethod
+    def get_state(self, key: str) -> str | None:
+        """A durable relay fact, or None."""
+
+    @abc.abstractmethod
+    def prune(self, cutoff: float) -> int:
+        """Delete finished history older than `cutoff`, never undelivered rows; how many rows went."""

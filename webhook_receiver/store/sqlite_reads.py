@@ -1,0 +1,128 @@
+"""Read queries of the SQLite store: the history feed, active alerts, timelines and metric sources."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from webhook_receiver.payload import format_epoch
+from webhook_receiver.store.base import HistoryQuery
+
+_EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
+                  " e.annotations, e.generator_url, e.received_at")
+_DELIVERIES = (
+    "SELECT o.event_id, o.id, o.channel, o.state, o.attempts, o.detail, o.finished_at, o.due_at,"
+    " n.receiver, n.group_key, n.received_at FROM outbox o"
+    " LEFT JOIN notifications n ON n.id = o.notification_id WHERE o.event_id IN ({}) ORDER BY o.id")
+_ATTEMPTS = (
+    "SELECT di.outbox_id, d.attempted_at, d.ok, d.digest, d.detail FROM delivery_items di"
+    " JOIN deliveries d ON d.id = di.delivery_id WHERE di.outbox_id IN ({}) ORDER BY d.id")
+
+
+def _event(row: sqlite3.Row | tuple) -> dict:
+    return {
+        "id": row[0], "fingerprint": row[1], "status": row[2], "starts_at": row[3], "ends_at": row[4],
+        "alertname": row[5], "severity": row[6], "labels": json.loads(row[7]),
+        "annotations": json.loads(row[8]), "generator_url": row[9], "received_at": format_epoch(row[10]),
+    }
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class ReadQueries:
+    """Mixin for SQLiteStore: everything that only reads."""
+
+    def history(self, query: HistoryQuery) -> tuple[list[dict], int | None]:
+        where, args = [], []
+        for column, value in (("alertname", query.alertname), ("severity", query.severity),
+                              ("status", query.status)):
+            if value is not None:
+                where.append(f"e.{column} = ?")
+                args.append(value)
+        if query.channel is not None:
+            where.append("EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id AND o.channel = ?)")
+            args.append(query.channel)
+        for name, value in query.labels:
+            # Label names are [a-zA-Z_][a-zA-Z0-9_]* (checked by the caller), so quoting is safe.
+            where.append(f"json_extract(e.labels, '$.\"{name}\"') = ?")
+            args.append(value)
+        # Times are shown to the microsecond, so compare at that precision: a `since` copied from an
+        # entry's received_at then includes that entry.
+        for clause, value in (("round(e.received_at, 6) >= round(?, 6)", query.since),
+                              ("round(e.received_at, 6) < round(?, 6)", query.until),
+                              ("e.id < ?", query.before_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM events e"
+               f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT ?")
+        with self._read() as conn:
+            rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
+            entries = [_event(row) for row in rows[:query.limit]]
+            self._attach_deliveries(conn, entries, with_attempts=False)
+        next_id = entries[-1]["id"] if len(rows) > query.limit else None
+        return entries, next_id
+
+    def _attach_deliveries(self, conn: sqlite3.Connection, entries: list[dict], with_attempts: bool) -> None:
+        by_id = {entry["id"]: entry for entry in entries}
+        for entry in entries:
+            entry["deliveries"] = []
+        if not entries:
+            return
+        outbox = {}
+        for row in conn.execute(_DELIVERIES.format(_marks(len(by_id))), tuple(by_id)):
+            delivery = {
+                "channel": row[2], "state": row[3], "attempts": row[4], "detail": row[5],
+                "finished_at": format_epoch(row[6]) if row[6] is not None else None,
+                "next_attempt_at": format_epoch(row[7]) if row[3] == "pending" else None,
+                "notification": None if row[8] is None else {
+                    "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10])},
+            }
+            by_id[row[0]]["deliveries"].append(delivery)
+            outbox[row[1]] = delivery
+        if with_attempts and outbox:
+            for delivery in outbox.values():
+                delivery["attempt_log"] = []
+            for row in conn.execute(_ATTEMPTS.format(_marks(len(outbox))), tuple(outbox)):
+                outbox[row[0]]["attempt_log"].append({
+                    "at": format_epoch(row[1]), "ok": bool(row[2]), "digest": bool(row[3]), "detail": row[4]})
+
+    def active_alerts(self) -> list[dict]:
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM alerts a JOIN events e ON e.id = a.event_id"
+                                " WHERE a.status = 'firing' ORDER BY e.starts_at DESC, e.id DESC").fetchall()
+        return [_event(row) for row in rows]
+
+    def timeline(self, fingerprint: str) -> list[dict]:
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ?"
+                                " ORDER BY e.starts_at, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
+            entries = [_event(row) for row in rows]
+            self._attach_deliveries(conn, entries, with_attempts=True)
+        return entries
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        with self._read() as conn:
+            return {(name, label): value
+                    for name, label, value in conn.execute("SELECT name, label, value FROM counters")}
+
+    def outbox_depth(self) -> dict[str, int]:
+        with self._read() as conn:
+            return dict(conn.execute("SELECT channel, count(*) FROM outbox"
+                                     " WHERE state IN ('pending', 'sending') GROUP BY channel"))
+
+    def active_by_severity(self) -> dict[str, int]:
+        with self._read() as conn:
+            return dict(conn.execute("SELECT severity, count(*) FROM alerts WHERE status = 'firing'"
+                                     " GROUP BY severity"))
+
+    def last_heartbeat(self, channel: str) -> float | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT last_at FROM heartbeats WHERE channel = ?", (channel,)).fetchone()
+        return row[0] if row else None
+
+    def get_state(self, key: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None

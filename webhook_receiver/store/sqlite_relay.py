@@ -1,0 +1,75 @@
+"""Outbox queries of the SQLite store: claim due rows, record attempts, prune old history."""
+from __future__ import annotations
+
+import json
+
+from webhook_receiver.channels.model import AlertEvent
+from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem
+
+_CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, e.labels, e.annotations,"
+              " e.starts_at, e.ends_at, e.generator_url FROM outbox o JOIN events e ON e.id = o.event_id"
+              " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id")
+COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
+          " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value")
+_PRUNE = (
+    # Attempts and finished rows first, then the events and notifications nothing refers to any more.
+    "DELETE FROM delivery_items WHERE delivery_id IN (SELECT id FROM deliveries WHERE attempted_at < :cutoff)",
+    "DELETE FROM deliveries WHERE attempted_at < :cutoff",
+    "DELETE FROM outbox WHERE state IN ('delivered', 'failed') AND finished_at < :cutoff"
+    " AND event_id IN (SELECT id FROM events WHERE received_at < :cutoff)",
+    "DELETE FROM alerts WHERE status = 'resolved'"
+    " AND event_id IN (SELECT id FROM events WHERE received_at < :cutoff)",
+    "DELETE FROM events WHERE received_at < :cutoff AND id NOT IN (SELECT event_id FROM alerts)"
+    " AND id NOT IN (SELECT event_id FROM outbox)",
+    "DELETE FROM notifications WHERE received_at < :cutoff"
+    " AND id NOT IN (SELECT notification_id FROM outbox WHERE notification_id IS NOT NULL)",
+)
+
+
+class RelayQueries:
+    """Mixin for SQLiteStore: what the relay worker needs."""
+
+    def release_claims(self) -> int:
+        with self._write() as conn:
+            return conn.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'").rowcount
+
+    def due_counts(self, now: float) -> dict[str, int]:
+        with self._read() as conn:
+            return dict(conn.execute("SELECT channel, count(*) FROM outbox WHERE state = 'pending'"
+                                     " AND due_at <= ? GROUP BY channel", (now,)))
+
+    def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
+        sql = _CLAIMABLE + (" LIMIT ?" if limit is not None else "")
+        args = (channel, now) + ((limit,) if limit is not None else ())
+        with self._write() as conn:
+            rows = conn.execute(sql, args).fetchall()
+            conn.executemany("UPDATE outbox SET state = 'sending' WHERE id = ?", [(row[0],) for row in rows])
+        return [OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2],
+                           event=AlertEvent(fingerprint=row[3], status=row[4], labels=json.loads(row[5]),
+                                            annotations=json.loads(row[6]), starts_at=row[7],
+                                            ends_at=row[8], generator_url=row[9]))
+                for row in rows]
+
+    def finish(self, channel, now, ok, digest, detail, updates) -> None:
+        with self._write() as conn:
+            delivery_id = conn.execute(
+                "INSERT INTO deliveries (channel, attempted_at, ok, digest, event_count, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (channel, now, ok, digest, len(updates), detail)).lastrowid
+            conn.executemany("INSERT INTO delivery_items (delivery_id, outbox_id) VALUES (?, ?)",
+                             [(delivery_id, u.id) for u in updates])
+            conn.executemany(
+                "UPDATE outbox SET state = ?, attempts = attempts + 1, due_at = ?, detail = ?,"
+                " finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id = ?",
+                [(u.state, u.due_at, detail, u.state, now, u.id) for u in updates])
+            for name, state in (("delivered", DELIVERED), ("failed", FAILED)):
+                done = sum(1 for u in updates if u.state == state)
+                if done:
+                    conn.execute(COUNT, (name, channel, done))
+
+    def prune(self, cutoff: float) -> int:
+        removed = 0
+        with self._write() as conn:
+            for statement in _PRUNE:
+                removed += conn.execute(statement, {"cutoff": cutoff}).rowcount
+        return removed
+
