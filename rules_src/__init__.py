@@ -1,1 +1,1 @@
-"""rules_src package."""
+"""dumont-rules: the alerting spec (YAML here) and the generator that validates and renders it."""

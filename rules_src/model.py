@@ -1,0 +1,102 @@
+"""The validated spec of one environment: plain frozen dataclasses that the renderers read."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Override:
+    """A threshold for the series whose labels equal `match` (first override that matches wins)."""
+
+    name: str
+    match: tuple[tuple[str, str], ...]
+    threshold: float
+    expected: float  # what the contract says this override's threshold is
+
+
+@dataclass(frozen=True)
+class Driver:
+    """How the generated tests produce an alert's value from catalog metrics."""
+
+    kind: str  # gauge | ratio | age | histogram
+    metrics: tuple[str, ...]
+    labels: tuple[str, ...]  # labels of the input series
+    normal: float
+    quantile: float = 0.0
+    buckets: tuple[float, ...] = ()
+    window: float = 0.0  # a histogram's rate window: how long a past value still counts
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert. Threshold alerts have `value`, `op`, `threshold`; fixed ones (Watchdog) only `expr`."""
+
+    name: str
+    group: str
+    severity: str
+    summary: str
+    description: str
+    runbook_url: str
+    meaning: str
+    steps: tuple[str, ...]
+    for_: float
+    keep_firing_for: float
+    labels: tuple[tuple[str, str], ...]
+    carries: tuple[str, ...] = ()
+    expr: str = ""
+    value: str = ""  # PromQL with `${selector}` still in it
+    op: str = ""
+    unit: str = "number"
+    threshold: float = 0.0
+    expected: float = 0.0  # the contract's threshold, which the generated tests hold the rule to
+    expected_severity: str = ""
+    overrides: tuple[Override, ...] = ()
+    driver: Driver | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Alerts matching all `matchers` go to `channels`, with optional timing of their own."""
+
+    name: str
+    matchers: tuple[str, ...]
+    channels: tuple[str, ...]
+    timing: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Inhibition:
+    """Alerts matching `source` silence alerts matching `target` that agree on every `equal` label."""
+
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    equal: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything one environment renders from."""
+
+    env: str
+    sources: tuple[str, ...]
+    source_hash: str
+    scrape_interval: float
+    evaluation_interval: float
+    external_labels: tuple[tuple[str, str], ...]
+    endpoints: dict
+    receiver_token_file: str
+    recording: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (group, ((record, expr), ...))
+    alerts: tuple[Alert, ...]
+    routing: dict  # group_by and the root timings
+    default_channels: tuple[str, ...]
+    routes: tuple[Route, ...]
+    inhibitions: tuple[Inhibition, ...]
+    channels: dict  # name -> fields, as the receiver reads them
+    deadman: dict
+    contract_routes: tuple[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], ...]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Rule groups in a stable order: one rule file each."""
+        names = {g for g, _ in self.recording} | {a.group for a in self.alerts}
+        return tuple(sorted(names))

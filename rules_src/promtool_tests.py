@@ -1,0 +1,121 @@
+"""promtool unit tests for every alert, derived from the contract's thresholds and the alert's durations.
+
+The values straddle the threshold the contract states (rules_src/contract.yaml), not the one the rule
+renders, so a threshold changed in only one of the two places fails a test. Each threshold gets: fires
+after `for` just beyond it, with exact labels and annotations; silent before `for`; resolved after the
+value returns to normal; silent at the threshold (when the driver is exact) and just on the safe side.
+"""
+from __future__ import annotations
+
+import math
+
+from . import gotemplate, promql, units
+from .drivers import label_set, series
+from .model import Alert, Spec
+from .yamltext import dump
+
+_SCENARIO_VALUES = {  # op -> (firing value, silent values), as offsets in threshold steps
+    ">": (1, (0, -1)), ">=": (0, (-1,)), "<": (-1, (0, 1)), "<=": (0, (1,)), "==": (0, (1,)),
+}
+
+
+def test_files(spec: Spec) -> dict[str, str]:
+    """One promtool test file per alert: {file name: YAML text with a comment per case}."""
+    rule_files = [f"../rules/{group}.yml" for group in spec.groups]
+    files = {}
+    for alert in spec.alerts:
+        cases = _watchdog_cases(spec, alert) if alert.expr else _threshold_cases(spec, alert)
+        text = dump({"rule_files": rule_files, "evaluation_interval": units.format_duration(spec.evaluation_interval)})
+        text += "tests:\n"
+        for comment, case in cases:
+            body = dump([case])
+            text += f"  # {comment}\n" + "".join(f"  {line}\n" for line in body.splitlines())
+        files[f"{alert.name}.yml"] = text
+    return files
+
+
+def _duration(seconds: float) -> str:
+    return units.format_duration(seconds)
+
+
+def _expected(alert: Alert, labels: dict, value: float, threshold: float, override: str) -> dict:
+    humane = units.humane(alert.unit, threshold)
+    exp_labels = {**labels, "severity": alert.expected_severity, **dict(alert.labels)}
+    if override:
+        exp_labels["override"] = override
+    annotations = {key: gotemplate.expand(promql.substitute(text, {"threshold": humane})[0], labels, value)
+                   for key, text in (("summary", alert.summary), ("description", alert.description))}
+    return {"exp_labels": exp_labels, "exp_annotations": {**annotations, "runbook_url": alert.runbook_url}}
+
+
+def _threshold_cases(spec: Spec, alert: Alert) -> list[tuple[str, dict]]:
+    interval = spec.evaluation_interval
+    avoid = [dict(o.match) for o in alert.overrides]
+    targets = [("", {}, alert.expected, avoid)] + [(o.name, dict(o.match), o.expected, avoid[:i])
+                                                   for i, o in enumerate(alert.overrides)]
+    cases = []
+    for override, fixed, threshold, avoided in targets:
+        step = units.step(threshold)
+        fire_off, silent_offs = _SCENARIO_VALUES[alert.op]
+        if alert.driver.kind == "histogram":  # an interpolated quantile is only near a value: keep a step away
+            direction = 1 if alert.op.startswith(">") else -1
+            firing, silent = threshold + direction * step, [threshold - direction * step]
+        else:
+            firing, silent = threshold + fire_off * step, [threshold + off * step for off in silent_offs]
+        # The first evaluation with a value: a histogram's rate needs two samples.
+        start = interval if alert.driver.kind == "histogram" else 0.0
+        wait = math.ceil(alert.for_ / interval) * interval
+        fire_at = start + wait + interval
+        switch_at = fire_at + interval
+        settle = math.ceil((alert.driver.window + alert.keep_firing_for) / interval) * interval
+        resolved_at = switch_at + settle + interval
+        steps = int(round(resolved_at / interval)) + 2
+        switch_steps = int(round(switch_at / interval))
+        who = f"override {override} ({promql_selector(fixed)})" if override else "default threshold"
+        labels = label_set(alert.driver.labels, fixed, avoided, 0)
+        expect = _expected(alert, {k: labels[k] for k in alert.carries}, firing, threshold, override)
+        evals = []
+        if alert.for_ >= interval:
+            evals.append({"eval_time": _duration(start + wait - interval), "alertname": alert.name, "exp_alerts": []})
+        evals += [{"eval_time": _duration(fire_at), "alertname": alert.name, "exp_alerts": [expect]},
+                  {"eval_time": _duration(resolved_at), "alertname": alert.name, "exp_alerts": []}]
+        cases.append((
+            f"{alert.name}, {who}: the value sits at {_show(alert, firing)} ({alert.op} {_show(alert, threshold)}); "
+            f"silent while `for` ({_duration(alert.for_)}) runs, fires after it, resolves once the value is back "
+            f"to {_show(alert, alert.driver.normal)}.",
+            {"name": f"{alert.name} {override or 'default'}: fires and resolves", "interval": _duration(interval),
+             "input_series": series(alert.driver, labels, [(firing, switch_steps), (alert.driver.normal, steps - switch_steps)],
+                                    interval),
+             "alert_rule_test": evals}))
+        inputs = []
+        for variant, value in enumerate(silent):
+            inputs += series(alert.driver, label_set(alert.driver.labels, fixed, avoided, variant), [(value, steps)], interval)
+        cases.append((
+            f"{alert.name}, {who}: silent at " + " and ".join(_show(alert, v) for v in silent) +
+            f", which do not satisfy {alert.op} {_show(alert, threshold)}, long after `for`.",
+            {"name": f"{alert.name} {override or 'default'}: silent on the safe side", "interval": _duration(interval),
+             "input_series": inputs,
+             "alert_rule_test": [{"eval_time": _duration(resolved_at), "alertname": alert.name, "exp_alerts": []}]}))
+    return cases
+
+
+def promql_selector(match: dict) -> str:
+    """`{machine_type="cpu"}` for an override's labels."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(match.items())) + "}"
+
+
+def _show(alert: Alert, value: float) -> str:
+    return units.humane(alert.unit, value)
+
+
+def _watchdog_cases(spec: Spec, alert: Alert) -> list[tuple[str, dict]]:
+    later = _duration(10 * spec.evaluation_interval)
+    expect = {"exp_labels": {"severity": alert.expected_severity, **dict(alert.labels)},
+              "exp_annotations": {"summary": gotemplate.expand(alert.summary, {}, 1.0),
+                                  "description": gotemplate.expand(alert.description, {}, 1.0),
+                                  "runbook_url": alert.runbook_url}}
+    return [(f"{alert.name}: fires from the first evaluation and never stops, with no input at all.",
+             {"name": f"{alert.name}: always fires", "interval": _duration(spec.evaluation_interval),
+              "input_series": [],
+              "alert_rule_test": [{"eval_time": "0s", "alertname": alert.name, "exp_alerts": [expect]},
+                                  {"eval_time": later, "alertname": alert.name, "exp_alerts": [expect]}]})]

@@ -1,0 +1,97 @@
+"""The shape of the spec (merged base files plus overlays), checked with JSON Schema.
+
+Only shape lives here: which fields exist, their types and enums. What a value means (a duration,
+a threshold in range, a metric the catalog defines) is checked in validate.py.
+"""
+from __future__ import annotations
+
+import jsonschema
+
+from .loader import Marks, SpecError
+
+SEVERITIES = ("critical", "warning", "info")
+# Secrets must be references; these keys would hold them inline.
+INLINE_SECRETS = {"webhook_url": "webhook_url_file or webhook_url_env",
+                  "password": "password_file or password_env",
+                  "credentials": "credentials_file", "token": "a *_file reference"}
+
+_STR = {"type": "string"}
+_STRS = {"type": "array", "items": _STR}
+_SCALAR = {"type": ["string", "number"]}
+_LABELS = {"type": "object", "additionalProperties": _STR}
+
+
+def _obj(props: dict, required: tuple = ()) -> dict:
+    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
+
+
+_TEST = _obj({"gauge": _STR, "age": _STR, "ratio": {**_STRS, "minItems": 2, "maxItems": 2},
+              "histogram": _STR, "quantile": {"type": "number"}, "window": _STR, "normal": _SCALAR}, ("normal",))
+_RUNBOOK = _obj({"meaning": _STR, "steps": _STRS}, ("meaning", "steps"))
+_ALERT_PROPS = {
+    "group": _STR, "severity": _STR, "expr": _STR, "value": _STR,
+    "op": {"enum": [">", ">=", "<", "<=", "=="]}, "unit": {"enum": ["ratio", "seconds", "usd_per_hour", "number"]},
+    "threshold": _SCALAR, "for": _STR, "keep_firing_for": _STR, "carries": _STRS,
+    "overrides": {"type": "object", "additionalProperties": _obj({"match": _LABELS, "threshold": _SCALAR},
+                                                                ("match", "threshold"))},
+    "test": _TEST, "labels": _LABELS, "summary": _STR, "description": _STR, "runbook": _RUNBOOK,
+    "runbook_url": _STR,
+}
+_ALERT = _obj(_ALERT_PROPS)
+_ROUTE = _obj({"matchers": _STRS, "channels": _STRS, "group_wait": _STR, "group_interval": _STR,
+               "repeat_interval": _STR}, ("matchers", "channels"))
+_CHANNEL = _obj({"type": {"enum": ["slack", "email", "heartbeat"]}, "webhook_url_file": _STR,
+                 "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,
+                 "require_tls": {"type": "boolean"}, "username": _STR, "password_file": _STR,
+                 "password_env": _STR})
+
+SCHEMA = _obj({
+    "params": {"type": "object", "additionalProperties": _SCALAR},
+    "prometheus": _obj({"scrape_interval": _STR, "evaluation_interval": _STR, "external_labels": _LABELS}),
+    "endpoints": _obj({name: _STR for name in ("prometheus", "alertmanager", "exporter", "receiver")}),
+    "receiver_token_file": _STR,
+    "runbook_url": _STR,
+    "contract": _obj({
+        "alerts": {"type": "object", "additionalProperties": _obj(
+            {"severity": _STR, "threshold": _SCALAR, "overrides": {"type": "object", "additionalProperties": _SCALAR}},
+            ("severity",))},
+        "routes": {"type": "array", "items": _obj({"labels": _LABELS, "channels": _STRS}, ("labels", "channels"))},
+    }),
+    "recording": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _STR}},
+    "alerts": {"type": "object", "additionalProperties": _ALERT},
+    "meta": {"type": "object", "additionalProperties": _ALERT},
+    "routing": _obj({"group_by": _STRS, "group_wait": _STR, "group_interval": _STR, "repeat_interval": _STR,
+                     "resolve_timeout": _STR, "default": _STRS, "routes": {"type": "object", "additionalProperties": _ROUTE},
+                     "inhibit": {"type": "object", "additionalProperties": _obj(
+                         {"source": _STRS, "target": _STRS, "equal": _STRS}, ("source", "target", "equal"))}}),
+    "channels": {"type": "object", "additionalProperties": _CHANNEL},
+    "deadman": _obj({"channel": _STR, "timeout": _STR, "notify": _STRS}, ("channel", "timeout", "notify")),
+}, ("params", "prometheus", "endpoints", "receiver_token_file", "runbook_url", "contract", "recording",
+    "alerts", "meta", "routing", "channels", "deadman"))
+
+
+def check_shape(data: dict, marks: Marks) -> list[SpecError]:
+    """Every shape error of `data`, each at its own field."""
+    errors = []
+    for err in jsonschema.Draft202012Validator(SCHEMA).iter_errors(data):
+        path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = err.schema.get("properties", {})
+            for key in sorted(k for k in err.instance if k not in allowed):
+                hint = INLINE_SECRETS.get(key)
+                message = f"secret written inline (use {hint})" if hint else "unknown field"
+                errors.append(marks.error(path + (key,), message))
+        elif err.validator == "required":
+            errors.append(marks.error(path, f"missing required field {err.message.split()[0]}"))
+        elif err.validator == "enum":
+            errors.append(marks.error(path, "must be one of " + ", ".join(map(str, err.validator_value))))
+        elif err.validator == "type":
+            errors.append(marks.error(path, f"must be {_TYPES.get(str(err.validator_value), err.validator_value)}"))
+        else:
+            errors.append(marks.error(path, err.message))
+    return errors
+
+
+_TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
+          "number": "a number", "['string', 'number']": "a string or a number"}
+

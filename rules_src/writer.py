@@ -1,0 +1,51 @@
+"""Write generated/ atomically: render into a sibling temp dir, check it there, then swap directories."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+class WriteError(Exception):
+    """The rendered files failed their checks; nothing under the output directory changed."""
+
+    def __init__(self, failures: list[str]):
+        super().__init__("\n".join(failures))
+        self.failures = failures
+
+
+def stage(out: Path, rendered: dict[str, dict[str, str]]) -> Path:
+    """A temp dir beside `out` (same filesystem, so renames are atomic) holding `rendered` by env."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    for env, files in rendered.items():
+        for rel, text in files.items():
+            path = root / env / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    return root
+
+
+def write(out: Path, rendered: dict[str, dict[str, str]], check: Callable[[Path], list[str]], whole: bool) -> None:
+    """Replace `out` (whole) or only its env subdirs with `rendered`, once `check` on the staged copy passes."""
+    root = stage(out, rendered)
+    try:
+        failures = check(root)
+        if failures:
+            raise WriteError(failures)
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        if whole:
+            if out.exists():
+                out.rename(old / "previous")
+            root.rename(out)
+        else:
+            out.mkdir(exist_ok=True)
+            for env in rendered:
+                if (out / env).exists():
+                    (out / env).rename(old / env)
+                (root / env).rename(out / env)
+        shutil.rmtree(old)
+    finally:
+        if root.exists():
+            shutil.rmtree(root)
