@@ -1,0 +1,257 @@
+"""The whole stack on 127.0.0.1: what runs, with which rendered config, in which order."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from deploy.local.processes import ManagedProcess, ServiceSpec, StackError, free_port, port_is_free
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Ports:
+    """The loopback port of each service; `from_env` reads overrides such as PROMETHEUS_PORT=19090."""
+
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    exporter: int = 9877
+    receiver: int = 9878
+    sink_http: int = 9880
+    sink_smtp: int = 2525
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Ports":
+        """Documented defaults, each overridable by <NAME>_PORT in the environment."""
+        values = {}
+        for item in fields(cls):
+            raw = environ.get(f"{item.name.upper()}_PORT")
+            if raw:
+                if not raw.isdigit() or not 0 < int(raw) < 65536:
+                    raise StackError(f"{item.name.upper()}_PORT={raw!r} is not a TCP port number")
+                values[item.name] = int(raw)
+        return cls(**values)
+
+    @classmethod
+    def free(cls) -> "Ports":
+        """Ports that are free right now (for tests running beside a `make up` stack)."""
+        return cls(**{item.name: free_port() for item in fields(cls)})
+
+    def items(self) -> list[tuple[str, int]]:
+        """(service, port) pairs."""
+        return [(item.name, getattr(self, item.name)) for item in fields(self)]
+
+
+def tool(name: str) -> str:
+    """Path of an executable: the project's console scripts live beside this Python, the rest on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        hint = " (run `make setup`)" if name.startswith("dumont-") else \
+            " (run `make setup`, which installs Debian's prometheus and prometheus-alertmanager)"
+        raise StackError(f"{name} is not installed{hint}")
+    return found
+
+
+class Stack:
+    """The stack of one run folder: sinks, receiver, exporter, Alertmanager and Prometheus."""
+
+    def __init__(self, run_dir: Path, env: str = "dev", ports: Ports | None = None,
+                 scenario: dict | None = None, ready_timeout: float = 30.0):
+        self.run_dir = Path(run_dir).resolve()
+        self.env = env
+        self.ports = ports or Ports()
+        self.scenario = scenario
+        self.ready_timeout = ready_timeout
+        self.started: list[ManagedProcess] = []
+
+    # --- paths and URLs -------------------------------------------------------------------------
+    @property
+    def config_dir(self) -> Path:
+        """Where this run's rendered config lives (`<run>/config/<env>`)."""
+        return self.run_dir / "config" / self.env
+
+    @property
+    def scenario_path(self) -> Path:
+        """The exporter's simulation scenario; rewrite it (atomically) to drive values."""
+        return self.run_dir / "scenario.yml"
+
+    def url(self, service: str) -> str:
+        """http://127.0.0.1:<port> of a service."""
+        return f"http://{HOST}:{getattr(self.ports, service)}"
+
+    # --- preparation ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Write secrets, the runtime overlay, the rendered config, the receiver's config and the scenario."""
+        for sub in ("secrets", "logs", "pids", "data/prometheus", "data/alertmanager", "data/receiver", "sinks"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "secrets").chmod(0o700)
+        token_file = self._secret("receiver_token", secrets.token_urlsafe(32))
+        overlay = {
+            "endpoints": {service: f"{HOST}:{getattr(self.ports, service)}"
+                          for service in ("prometheus", "alertmanager", "exporter", "receiver")},
+            "receiver_token_file": str(token_file),
+            "channels": self._channel_overrides(),
+        }
+        overlay_path = self.run_dir / "overlay.yml"
+        overlay_path.write_text(yaml.safe_dump(overlay, sort_keys=True))
+        render = subprocess.run(
+            [tool("dumont-rules"), "generate", "--env", self.env, "--out", str(self.run_dir / "config"),
+             "--overlay", str(overlay_path)], capture_output=True, text=True)
+        if render.returncode != 0:
+            raise StackError(f"rendering environment {self.env!r} failed:\n{render.stderr or render.stdout}")
+        receiver_config = {
+            "listen": f"{HOST}:{self.ports.receiver}",
+            "database": str(self.run_dir / "data" / "receiver" / "history.db"),
+            "channels_file": str(self.config_dir / "receiver" / "channels.yml"),
+            "token_file": str(token_file),
+            "history_token_file": None,
+            "external_url": self.url("receiver"),
+        }
+        (self.run_dir / "receiver.yml").write_text(yaml.safe_dump(receiver_config, sort_keys=True))
+        if self.scenario is not None or not self.scenario_path.exists():
+            self.write_scenario(self.scenario or demo_scenario())
+
+    def _secret(self, name: str, value: str) -> Path:
+        path = self.run_dir / "secrets" / name
+        if not path.exists():
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        return path
+
+    def _channel_overrides(self) -> dict:
+        """Point every Slack channel at the Slack stand-in and every email channel at the SMTP stand-in."""
+        committed = REPO_ROOT / "generated" / self.env / "receiver" / "channels.yml"
+        try:
+            channels = yaml.safe_load(committed.read_text())["channels"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise StackError(f"cannot read the channels of environment {self.env!r} from {committed}: {exc}") from exc
+        overrides = {}
+        for name, channel in sorted(channels.items()):
+            if channel.get("type") == "slack":
+                url_file = self._secret(f"slack_{name}_url", f"{self.url('sink_http')}/services/{name}")
+                overrides[name] = {"webhook_url_file": str(url_file)}
+            elif channel.get("type") == "email":
+                overrides[name] = {"smarthost": f"{HOST}:{self.ports.sink_smtp}", "require_tls": False}
+        return overrides
+
+    def write_scenario(self, scenario: dict) -> None:
+        """Replace the exporter's scenario atomically; the exporter picks it up on its next tick."""
+        tmp = self.scenario_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(scenario, sort_keys=False))
+        os.replace(tmp, self.scenario_path)
+
+    # --- processes ------------------------------------------------------------------------------
+    def services(self) -> list[ServiceSpec]:
+        """The services in start order (each one's consumers start after it)."""
+        p, run = self.ports, self.run_dir
+        python_path = {"PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        return [
+            ServiceSpec("sinks", [sys.executable, "-m", "deploy.local.sinks", "--http", f"{HOST}:{p.sink_http}",
+                                  "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(run / "sinks")],
+                        p.sink_http, "/api/messages", self.url("sink_http"), python_path),
+            ServiceSpec("receiver", [tool("dumont-receiver"), "serve", "--config", str(run / "receiver.yml")],
+                        p.receiver, "/-/ready", self.url("receiver")),
+            ServiceSpec("exporter", [tool("dumont-exporter"), "--listen", f"{HOST}:{p.exporter}",
+                                     "--simulate", str(self.scenario_path), "--no-host-metrics"],
+                        p.exporter, "/metrics", self.url("exporter")),
+            ServiceSpec("alertmanager", [
+                tool("prometheus-alertmanager"),
+                f"--config.file={self.config_dir / 'alertmanager' / 'alertmanager.yml'}",
+                f"--storage.path={run / 'data' / 'alertmanager'}",
+                f"--web.listen-address={HOST}:{p.alertmanager}",
+                f"--web.external-url={self.url('alertmanager')}/",
+                "--cluster.listen-address="],
+                p.alertmanager, "/-/ready", self.url("alertmanager")),
+            ServiceSpec("prometheus", [
+                tool("prometheus"),
+                f"--config.file={self.config_dir / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={run / 'data' / 'prometheus'}",
+                f"--web.listen-address={HOST}:{p.prometheus}",
+                f"--web.external-url={self.url('prometheus')}/",
+                # Alerts sent to Alertmanager stay valid for 4 resend delays (default 1 m): tie it to the
+                # evaluation interval so a dead Prometheus lets Watchdog lapse and the dead man's switch trips.
+                f"--rules.alert.resend-delay={self._evaluation_interval()}"],
+                p.prometheus, "/-/ready", self.url("prometheus")),
+        ]
+
+    def _evaluation_interval(self) -> str:
+        config = yaml.safe_load((self.config_dir / "prometheus" / "prometheus.yml").read_text())
+        return config.get("global", {}).get("evaluation_interval", "1m")
+
+    def start(self) -> None:
+        """Check binaries and ports, prepare the run folder, start every service and wait until it is ready.
+
+        On any failure everything this call started is stopped again before StackError propagates.
+        """
+        for binary in ("prometheus", "prometheus-alertmanager", "dumont-rules", "dumont-receiver",
+                       "dumont-exporter"):
+            tool(binary)  # a missing binary fails before anything starts
+        busy = [f"{name} port {port}" for name, port in self.ports.items() if not port_is_free(port)]
+        if busy:
+            raise StackError("port already in use: " + ", ".join(busy) +
+                             " (is a stack already up? `make down`, or set e.g. PROMETHEUS_PORT=19090)")
+        try:
+            self.prepare()
+            for spec in self.services():
+                self._launch(spec)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, spec: ServiceSpec) -> None:
+        process = ManagedProcess(spec, self.run_dir)
+        self.started.append(process)
+        process.start()
+        process.wait_ready(self.ready_timeout)
+
+    def stop(self) -> None:
+        """Stop what this Stack started, newest first."""
+        while self.started:
+            self.started.pop().stop()
+
+    def stop_service(self, name: str) -> None:
+        """Stop one running service (to test what happens when it dies)."""
+        process = next(p for p in self.started if p.spec.name == name)
+        self.started.remove(process)
+        process.stop()
+
+    def start_service(self, name: str) -> None:
+        """Start one service again with the same config and wait until it is ready."""
+        self._launch(next(spec for spec in self.services() if spec.name == name))
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def demo_scenario() -> dict:
+    """Two healthy machines; gpu-1's disk fills past 80 % for a minute, then recovers for good."""
+    healthy = {"sync_latency_seconds": 2, "sync_ok": True, "disk_used_ratio": 0.40,
+               "memory_used_ratio": 0.50, "cpu_percent": 30, "cost_hourly_usd": 0.50, "up": True}
+    return {
+        "tick": "1s",
+        "loop": False,
+        "machines": {"gpu-1": {"type": "gpu", "provider": "vast", "mounts": ["/", "/data"]},
+                     "cpu-1": {"type": "cpu", "provider": "gcp"}},
+        "components": ["sync", "api"],
+        "phases": [
+            {"name": "healthy", "duration": "10s", "machines": {"*": healthy},
+             "components": {"sync": 1.0, "api": 1.0}},
+            {"name": "gpu-1 disk fills", "duration": "50s", "machines": {"gpu-1": {"disk_used_ratio": 0.95}}},
+            {"name": "disk cleaned up", "machines": {"gpu-1": {"disk_used_ratio": 0.40}}},
+        ],
+    }
