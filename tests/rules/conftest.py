@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rules_helpers import REPO, TESTDATA
+from tests.rules.rules_helpers import REPO, TESTDATA
 from rules_src.tools import binary
 
 

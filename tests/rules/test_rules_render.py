@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rules_helpers import REPO, TESTDATA, edit
+from tests.rules.rules_helpers import REPO, TESTDATA, edit
 from rules_src.cli import main
 from rules_src.render import render
 from rules_src.spec import load

@@ -7,7 +7,7 @@ import pytest
 
 from rules_src.spec import load
 
-from rules_helpers import edit
+from tests.rules.rules_helpers import edit
 
 
 def messages(spec: Path, env: str = "test", overlay: Path | None = None) -> list[str]:
