@@ -41,8 +41,9 @@ def floor_seconds(config_dir: Path) -> tuple[float, str]:
                 for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
                 if rule.get("alert") == ALERT)
     route = yaml.safe_load((config_dir / "alertmanager" / "alertmanager.yml").read_text())["route"]
-    group_wait = next((r.get("group_wait") for r in route.get("routes", [])
-                       if "critical" in json.dumps(r) and r.get("group_wait")), route.get("group_wait", "30s"))
+    # DiskAlmostFull is critical; a route without its own group_wait inherits the root's.
+    critical = next((r for r in route.get("routes", []) if 'severity="critical"' in r.get("matchers", [])), {})
+    group_wait = critical.get("group_wait", route.get("group_wait", "30s"))
     parts = {"scrape": prometheus["scrape_interval"], "evaluation": prometheus["evaluation_interval"],
              "for": rule.get("for", "0s"), "group_wait": group_wait}
     return sum(seconds(v) for v in parts.values()), " + ".join(f"{k} {v}" for k, v in parts.items())
