@@ -7,7 +7,6 @@ machine several times, and prints each crossing's time minus the floor the confi
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -20,18 +19,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.local.stack import Ports, Stack  # noqa: E402
+from exporter.durations import parse_duration  # noqa: E402
 
 CROSSINGS = 5
 ALERT = "DiskAlmostFull"
 HEALTHY = {"sync_latency_seconds": 2, "sync_ok": True, "disk_used_ratio": 0.40, "memory_used_ratio": 0.50,
            "cpu_percent": 30, "cost_hourly_usd": 0.50, "up": True}
-
-
-def seconds(duration: str) -> float:
-    """A Prometheus duration (`1s`, `1m30s`) in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", duration)
-    return sum(float(value) * units[unit] for value, unit in parts)
 
 
 def floor_seconds(config_dir: Path) -> tuple[float, str]:
@@ -46,7 +39,7 @@ def floor_seconds(config_dir: Path) -> tuple[float, str]:
     group_wait = critical.get("group_wait", route.get("group_wait", "30s"))
     parts = {"scrape": prometheus["scrape_interval"], "evaluation": prometheus["evaluation_interval"],
              "for": rule.get("for", "0s"), "group_wait": group_wait}
-    return sum(seconds(v) for v in parts.values()), " + ".join(f"{k} {v}" for k, v in parts.items())
+    return sum(parse_duration(v) for v in parts.values()), " + ".join(f"{k} {v}" for k, v in parts.items())
 
 
 def scenario(machines: list[str], full: str | None) -> dict:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
+
+from exporter.durations import parse_duration as prometheus_duration
 
 GIB = 1024 ** 3
 DEFAULT_TICK_SECONDS = 1.0
@@ -23,8 +24,6 @@ MACHINE_DEFAULTS = {
     "memory_total_bytes": 64.0 * GIB,
 }
 DEFAULT_HEALTH = 1.0          # a component no phase names is healthy
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,5 @@ def parse_duration(value: object) -> float | None:
     """Seconds in a Prometheus duration (`500ms`, `1s`, `2m30s`) or a plain number; None if neither."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value) if math.isfinite(value) else None
-    if not isinstance(value, str) or not value:
-        return None
-    match = _DURATION.match(value)
-    if not match:
-        return None
-    return sum(int(amount) * unit for amount, unit in zip(match.groups(), _DURATION_UNITS) if amount)
+    return prometheus_duration(value)
 

@@ -2,31 +2,8 @@
 from __future__ import annotations
 
 import math
-import re
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_FACTORS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-def parse_duration(text) -> float | None:
-    """Seconds in a Prometheus duration such as `30s`, `5m`, `1h30m`; None when it is not one."""
-    if not isinstance(text, str) or not text:
-        return None
-    match = _DURATION.match(text)
-    if match is None or not any(match.groups()):
-        return None
-    return sum(int(g) * f for g, f in zip(match.groups(), _FACTORS) if g)
-
-
-def format_duration(seconds: float) -> str:
-    """Prometheus notation for `seconds`, largest units first (`90` -> `1m30s`, `0` -> `0s`)."""
-    if seconds == 0:
-        return "0s"
-    millis = round(seconds * 1000)
-    out = ""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        count, millis = divmod(millis, size)
-        out += f"{count}{unit}" if count else ""
-    return out
+from exporter.durations import format_duration, parse_duration  # noqa: F401 (re-exported)
 
 
 def threshold_value(unit: str, raw) -> float | None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from exporter.durations import parse_duration
+
 
 class Invalid(Exception):
     """A value is unusable; the message never quotes a value that could be a secret."""
-
-
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 def string(value: Any) -> str:
@@ -29,10 +27,9 @@ def boolean(value: Any) -> bool:
 
 def duration(value: Any) -> float:
     """A positive Prometheus duration (`30s`, `5m`, `1h30m`), in seconds."""
-    match = _DURATION.match(value) if isinstance(value, str) and value else None
-    if not match:
+    seconds = parse_duration(value)
+    if seconds is None:
         raise Invalid(f"must be a duration like 30s, 5m or 1h, got {value!r}")
-    seconds = sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS) if n)
     if seconds <= 0:
         raise Invalid("must be longer than 0s")
     return float(seconds)
