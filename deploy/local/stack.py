@@ -96,7 +96,7 @@ class Stack:
         for sub in ("secrets", "logs", "pids", "data/prometheus", "data/alertmanager", "data/receiver", "sinks"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "secrets").chmod(0o700)
-        token_file = self._secret("receiver_token", secrets.token_urlsafe(32))
+        token_file = self._secret("receiver_token", secrets.token_urlsafe(32), keep=True)
         overlay = {
             "endpoints": {service: f"{HOST}:{getattr(self.ports, service)}"
                           for service in ("prometheus", "alertmanager", "exporter", "receiver")},
@@ -122,11 +122,12 @@ class Stack:
         if self.scenario is not None or not self.scenario_path.exists():
             self.write_scenario(self.scenario or demo_scenario())
 
-    def _secret(self, name: str, value: str) -> Path:
+    def _secret(self, name: str, value: str, keep: bool = False) -> Path:
+        """Write a secret file readable by us alone; with keep, an existing one stays as it is."""
         path = self.run_dir / "secrets" / name
-        if not path.exists():
+        if not (keep and path.exists()):
+            path.touch(mode=0o600)
             path.write_text(value + "\n")
-            path.chmod(0o600)
         return path
 
     def _channel_overrides(self) -> dict:

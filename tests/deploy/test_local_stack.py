@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy.local.processes import (ManagedProcess, ServiceSpec, StackError, free_port, is_ours,
                                     recorded_processes)
@@ -111,3 +112,16 @@ def test_up_status_down_leave_nothing_behind(tmp_path):
         time.sleep(0.1)
     assert {name: group_members(record["pid"]) for name, record in records} == {name: [] for name, _ in records}
     assert run_cli("status", "--run-dir", str(run_dir)).returncode == 1
+
+
+def test_a_second_up_in_the_same_run_folder_follows_the_new_ports(tmp_path):
+    first, second = Ports.free(), Ports.free()
+    Stack(tmp_path, env="fast", ports=first).prepare()
+    token = (tmp_path / "secrets" / "receiver_token").read_text()
+    Stack(tmp_path, env="fast", ports=second).prepare()
+    assert (tmp_path / "secrets" / "receiver_token").read_text() == token
+    slack_url = (tmp_path / "secrets" / "slack_slack-oncall_url").read_text().strip()
+    assert slack_url == f"http://127.0.0.1:{second.sink_http}/services/slack-oncall"
+    assert oct((tmp_path / "secrets" / "slack_slack-oncall_url").stat().st_mode & 0o777) == "0o600"
+    receiver = yaml.safe_load((tmp_path / "receiver.yml").read_text())
+    assert receiver["listen"] == f"127.0.0.1:{second.receiver}"
