@@ -27,7 +27,9 @@ class Deadman:
     def __init__(self, store: Store, config: DeadmanConfig, started_at: float):
         self.store = store
         self.config = config
-        self.started_at = started_at  # silence counts from here while no heartbeat was ever seen
+        # Silence counts from the later of the last heartbeat and this start: while the receiver was not
+        # running it could not hear heartbeats, so a restart after downtime must not page at once.
+        self.started_at = started_at
         self.labels = {"alertname": ALERTNAME, "severity": "critical", "heartbeat_channel": config.channel}
         self.fingerprint = fingerprint(self.labels)
 
@@ -36,7 +38,7 @@ class Deadman:
         last = self.store.last_heartbeat(self.config.channel)
         raw = self.store.get_state(STATE_KEY)
         if not raw:
-            reference = last if last is not None else self.started_at
+            reference = max(last, self.started_at) if last is not None else self.started_at
             if now - reference <= self.config.timeout_seconds:
                 return None
             return self._announce_down(now, last)

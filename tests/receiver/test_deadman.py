@@ -56,3 +56,14 @@ def test_down_summary_says_when_the_last_heartbeat_came(post, make_worker, clien
     make_worker().run_once(time.time() + DAY + 1)
     (down,) = pipeline_alerts(client)
     assert "the last heartbeat arrived at 20" in down["annotations"]["summary"]
+
+
+def test_a_restart_after_downtime_gets_a_full_timeout_before_paging(post, make_worker, client):
+    heartbeat(post)  # the last heartbeat before the receiver went away for two days
+    back = time.time() + 2 * DAY
+    worker = make_worker(start=back)
+    worker.run_once(back + DAY - 60)
+    assert pipeline_alerts(client) == []
+    worker.run_once(back + DAY + 1)
+    (down,) = pipeline_alerts(client)
+    assert "the last heartbeat arrived at 20" in down["annotations"]["summary"]
