@@ -43,7 +43,7 @@ def cmd_up(args) -> int:
     stack.start()
     print_status(stack.run_dir)
     print(f"\nThe exporter plays {stack.scenario_path}: gpu-1's disk fills past 80 % after 10 s and is cleaned\n"
-          f"up a minute later. Watch it on {stack.url('receiver')}/ and {stack.url('sink_http')}/.")
+          f"up 50 s later. Watch it on {stack.url('receiver')}/ and {stack.url('sink_http')}/.")
     if args.no_follow:
         return 0
     print("Following what the Slack and SMTP stand-ins receive (Ctrl-C stops following; the stack keeps running):")
