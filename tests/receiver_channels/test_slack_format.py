@@ -77,7 +77,7 @@ def test_too_many_events_are_summarized_with_the_history_link():
 def test_an_oversized_description_is_summarized_not_cut():
     payload = payload_for(event(description="x" * MAX_SECTION_CHARS))
     text = section(payload["attachments"][0])
-    assert text.startswith("*Too many details for one Slack message: 1 alerts*")
+    assert text.startswith("*Too many details for one Slack message: 1 alert*")
     assert "x" * 200 not in json.dumps(payload)
     assert HISTORY in text
 

@@ -55,7 +55,7 @@ def _detail_text(message: Message) -> str:
 
 def _summary_text(message: Message) -> str:
     s = fmt.summarize(message.events)
-    counts = f"Alert storm: {s.total} alerts ({s.firing} firing, {s.resolved} resolved)"
+    counts = f"Alert storm: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
     parts = [fmt.headline(message.events), "", counts, ""]
     parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
     if s.hidden_groups:
@@ -108,7 +108,7 @@ def _summary_html(message: Message) -> str:
     )
     body = (
         f'<div style="border-left:6px solid {fmt.worst_colour(message.events)};padding:4px 12px">'
-        f"<p><b>Alert storm: {s.total} alerts</b> ({s.firing} firing, {s.resolved} resolved)</p>"
+        f"<p><b>Alert storm: {fmt.count(s.total, 'alert')}</b> ({s.firing} firing, {s.resolved} resolved)</p>"
         f"<p>By alert:</p><ul>{groups}</ul><p>Examples:</p><ul>{examples}</ul></div>"
     )
     return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))

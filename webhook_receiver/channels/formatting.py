@@ -129,3 +129,8 @@ def example_line(event: AlertEvent) -> str:
     """`FIRING gpu-1: Disk / is 95% full`, clipped."""
     where = machine(event)
     return clip(f"{event.status.upper()} {where + ': ' if where else ''}{summary_text(event)}")
+
+
+def count(n: int, noun: str) -> str:
+    """`1 alert`, `3 alerts`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

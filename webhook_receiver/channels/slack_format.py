@@ -100,7 +100,7 @@ def _fits(payload: dict[str, Any]) -> bool:
 def _summary(message: Message) -> dict[str, Any]:
     s = fmt.summarize(message.events)
     title = "Alert storm" if message.digest else "Too many details for one Slack message"
-    lines = [f"*{title}: {s.total} alerts* ({s.firing} firing, {s.resolved} resolved)", "*By alert:*"]
+    lines = [f"*{title}: {fmt.count(s.total, 'alert')}* ({s.firing} firing, {s.resolved} resolved)", "*By alert:*"]
     lines += [f"• {escape(fmt.group_line(g))}" for g in s.groups]
     if s.hidden_groups:
         lines.append(f"• _… and {s.hidden_groups} more alert names_")
@@ -113,7 +113,7 @@ def _summary(message: Message) -> dict[str, Any]:
         "attachments": [
             {
                 "color": fmt.worst_colour(message.events),
-                "fallback": f"{title}: {s.total} alerts",
+                "fallback": f"{title}: {fmt.count(s.total, 'alert')}",
                 "blocks": [_section("\n".join(lines))],
             }
         ],
