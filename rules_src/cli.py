@@ -15,7 +15,10 @@ from .spec import SPEC_DIR, environments, load
 from .tools import check_env
 from .writer import WriteError, write
 
-DEFAULT_OUT = SPEC_DIR.parent / "generated"
+# In a checkout, generated/ sits beside rules_src/; an installed package renders into ./generated instead
+# of into site-packages.
+DEFAULT_OUT = (SPEC_DIR.parent / "generated" if (SPEC_DIR.parent / "pyproject.toml").exists()
+               else Path("generated"))
 
 
 def load_all(envs: list[str], spec_dir: Path, overlay: Path | None) -> tuple[dict[str, Spec], list[SpecError]]:
