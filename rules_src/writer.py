@@ -1,6 +1,7 @@
 """Write generated/ atomically: render into a sibling temp dir, check it there, then swap directories."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,12 +20,21 @@ def stage(out: Path, rendered: dict[str, dict[str, str]]) -> Path:
     """A temp dir beside `out` (same filesystem, so renames are atomic) holding `rendered` by env."""
     out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    # mkdtemp makes 0700 directories; the swapped-in generated/ must be as readable as any other
+    # directory (Prometheus and Alertmanager often run as other users).
+    root.chmod(0o777 & ~_umask())
     for env, files in rendered.items():
         for rel, text in files.items():
             path = root / env / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     return root
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write(out: Path, rendered: dict[str, dict[str, str]], check: Callable[[Path], list[str]], whole: bool) -> None:

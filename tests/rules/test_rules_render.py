@@ -110,6 +110,19 @@ def test_generate_is_atomic(good, tmp_path, tools, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["generated", "rules_src"]  # no temp dir left behind
 
 
+def test_generated_directories_are_readable_by_other_users(good, tmp_path, tools):
+    # Prometheus and Alertmanager often run as their own users; a 0700 generated/ would lock them out.
+    out = tmp_path / "generated"
+    assert main(["--spec", str(good), "generate", "--out", str(out)]) == 0
+    old_mask = os.umask(0o022)
+    try:
+        assert main(["--spec", str(good), "generate", "--out", str(out)]) == 0
+    finally:
+        os.umask(old_mask)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in [out, *out.rglob("*")] if p.is_dir()}
+    assert set(modes.values()) == {0o755}, modes
+
+
 def test_generate_refuses_an_empty_rule_file(good, tmp_path, capsys):
     recording = good / "recording.yaml"
     recording.write_text(recording.read_text() + "  empty: {}\n")
