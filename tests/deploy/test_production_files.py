@@ -112,3 +112,12 @@ def test_the_image_and_the_units_run_the_projects_own_commands():
     for default in (REPO_ROOT / "deploy" / "systemd").glob("*.default"):
         config = re.search(r"--config.file=/etc/dumont/rendered/(\S+)", default.read_text()).group(1)
         assert (REPO_ROOT / "generated" / config).exists(), f"{default.name} loads {config}, which is never rendered"
+
+
+def test_the_systemd_host_keeps_the_receiver_on_loopback_and_reads_the_rendered_channels():
+    config = load(REPO_ROOT / "deploy" / "systemd" / "receiver.yml")
+    assert config["listen"].startswith("127.0.0.1:")
+    rendered = PurePosixPath(config["channels_file"]).relative_to("/etc/dumont/rendered")
+    assert (REPO_ROOT / "generated" / rendered).exists()
+    unit = (REPO_ROOT / "deploy" / "systemd" / "dumont-receiver.service").read_text()
+    assert "--config /etc/dumont/receiver.yml" in unit
