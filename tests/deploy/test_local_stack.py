@@ -86,6 +86,7 @@ def test_ports_come_from_the_environment():
         Ports.from_env({"RECEIVER_PORT": "x"})
 
 
+@pytest.mark.e2e
 def test_up_status_down_leave_nothing_behind(tmp_path):
     env = {f"{name.upper()}_PORT": str(port) for name, port in Ports.free().items()}
     run_dir = tmp_path / "run"

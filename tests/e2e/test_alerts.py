@@ -130,3 +130,11 @@ def test_alert_resolves_everywhere(recovery, alertname):
     wait_for(lambda: not [a for a in recovery.receiver("/api/v1/alerts")["alerts"]
                            if a["labels"]["alertname"] == alertname and a["labels"].get(label) == value],
              30, f"the receiver to close {alertname} {value}")
+    history = recovery.receiver("/api/v1/history", alertname=alertname, label=f"{label}={value}")["entries"]
+    assert [e["status"] for e in history] == ["resolved", "firing"], "the closed entry follows the firing one"
+    assert history[0]["fingerprint"] == history[1]["fingerprint"]
+    # The relay records a delivery just after the stand-in has it: poll rather than race it.
+    wait_for(lambda: {d["channel"] for d in recovery.receiver(
+        "/api/v1/history", alertname=alertname, label=f"{label}={value}", status="resolved")["entries"][0][
+        "deliveries"] if d["state"] == "delivered"} == set(CHANNELS_BY_SEVERITY[severity]),
+        30, f"the resolution of {alertname} {value} to be recorded as delivered to both channels")
