@@ -38,7 +38,8 @@ _ALERT_PROPS = {
     "runbook_url": _STR,
 }
 _ALERT = _obj(_ALERT_PROPS)
-_ROUTE = _obj({"matchers": _STRS, "channels": _STRS, "group_wait": _STR, "group_interval": _STR,
+# A route without channels would render an Alertmanager receiver that tells nobody.
+_ROUTE = _obj({"matchers": _STRS, "channels": {**_STRS, "minItems": 1}, "group_wait": _STR, "group_interval": _STR,
                "repeat_interval": _STR}, ("matchers", "channels"))
 _CHANNEL = _obj({"type": {"enum": ["slack", "email", "heartbeat"]}, "webhook_url_file": _STR,
                  "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,

@@ -60,6 +60,10 @@ BAD = {
         "routing.yaml", 'target: [severity="warning", machine_id=~".+"]', 'target: [severity="warning"]',
         ["rules_src/routing.yaml:24: routing.inhibit.critical-over-warning.equal: "
          "label machine_id is not carried by HealthDegraded (target side)"]),
+    "route without channels": (
+        "routing.yaml", "channels: [slack-oncall]", "channels: []",
+        ["rules_src/routing.yaml:16: routing.routes.critical.channels: [] should be non-empty",
+         "rules_src/routing.yaml:16: routing.routes.critical.channels: alert DiskAlmostFull reaches no channel"]),
     "threshold out of range": (
         "alerts.yaml", "threshold: 0.8\n", "threshold: 80\n",
         ["rules_src/alerts.yaml:9: alerts.DiskAlmostFull.threshold: must be a number between 0 and 1"]),
