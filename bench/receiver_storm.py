@@ -25,10 +25,11 @@ import yaml  # noqa: E402
 from deploy.local.sinks import SlackSink  # noqa: E402
 from tests.receiver.payloads import alert, notification  # noqa: E402
 from tests.receiver.serving import Served, free_port  # noqa: E402
+from webhook_receiver.config import Config  # noqa: E402
 
 ALERTS = 10_000
 CLIENTS = 8          # concurrent keep-alive connections, one per client process
-WORKERS, THREADS = 2, 8
+WORKERS, THREADS = Config.workers, Config.threads  # what ships, for the receiver and the baseline alike
 TOKEN = "bench-token"
 TARGETS = {"alerts_per_s": 1000, "p99_ms": 100, "baseline_share": 0.5}
 
@@ -121,7 +122,6 @@ def serve_empty(port: int) -> None:
     """Serve an empty Flask endpoint under the receiver's gunicorn configuration (the baseline)."""
     from flask import Flask, request
 
-    from webhook_receiver.config import Config
     from webhook_receiver.server import ReceiverServer
 
     class EmptyServer(ReceiverServer):

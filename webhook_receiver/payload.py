@@ -78,12 +78,18 @@ def epoch(canonical: str) -> float:
     return moment.timestamp() + int(canonical[20:29]) / 1e9
 
 
+def micros(seconds: float | None) -> int | None:
+    """Unix seconds as whole microseconds, rounded the way the store's time filters round them."""
+    # Not round(): SQLite must reproduce this bit for bit, and CAST(x * 1000000 + 0.5 AS INTEGER) does.
+    return None if seconds is None else int(seconds * 1000000 + 0.5)
+
+
 def format_epoch(seconds: float) -> str:
     """A canonical time from Unix seconds, to the microsecond."""
     # Microseconds: a float of Unix seconds carries no finer digits honestly.
-    whole, micros = divmod(round(seconds * 1e6), 10**6)
+    whole, fraction = divmod(micros(seconds), 10**6)
     moment = datetime.fromtimestamp(whole, tz=timezone.utc)
-    return _format(moment, f"{micros:06d}000")
+    return _format(moment, f"{fraction:06d}000")
 
 
 def _field(obj: Mapping[str, Any], key: str, path: str, kind: type, kind_name: str) -> Any:

@@ -1,4 +1,5 @@
 """The relay worker: delivery through real sinks, retries, failures, restarts and storm digests."""
+import json
 import sqlite3
 import time
 
@@ -130,7 +131,9 @@ def test_storm_becomes_one_digest(post, make_worker, slack, store, client):
     fingerprint = entries[0]["fingerprint"]
     (event,) = client.get(f"/api/v1/alerts/{fingerprint}").get_json()["timeline"]
     assert event["deliveries"][0]["attempt_log"][0]["digest"] is True
-    assert "25" in str(post_["body"])  # the digest speaks of all of them
+    body = json.dumps(post_["body"])
+    assert "25 alerts* (25 firing, 0 resolved)" in body  # the digest speaks of all of them
+    assert "[FIRING:25]" in post_["body"]["text"] and "since=" in post_["body"]["text"]  # linking to them
 
 
 def test_below_the_storm_threshold_batches(post, make_worker, slack):

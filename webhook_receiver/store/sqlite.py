@@ -1,10 +1,18 @@
-"""The SQLite store: WAL mode, one connection per thread, every write one IMMEDIATE transaction."""
+"""The SQLite store: WAL mode, one connection per thread, every write one IMMEDIATE transaction.
+
+Webhooks that arrive together share one transaction (group commit, see SQLiteStore.ingest).
+"""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
+import time
+from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 from webhook_receiver.payload import Alert, Notification
@@ -31,6 +39,29 @@ _QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due
           " VALUES (?, ?, ?, ?, ?)")
 
 
+def _event_rows(alert: Alert, now: float) -> tuple[tuple, tuple]:
+    """_INSERT_EVENT parameters (the first three are its key) and _UPSERT_ALERT's without the event id."""
+    severity = alert.labels.get("severity", "")
+    return ((alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
+             severity, json.dumps(alert.labels, sort_keys=True), json.dumps(alert.annotations, sort_keys=True),
+             alert.generator_url, now),
+            (alert.fingerprint, alert.status, alert.starts_at, severity))
+
+
+@dataclass
+class _Pending:
+    """One webhook waiting for the group commit that stores it; `done` once result or error is set."""
+
+    channel: str
+    alert_count: int
+    now: float
+    notification_row: tuple
+    event_rows: list[tuple[tuple, tuple]]   # per alert: _INSERT_EVENT and _UPSERT_ALERT parameters
+    result: IngestResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class SQLiteStore(ReadQueries, RelayQueries, Store):
     """Store on one SQLite file."""
 
@@ -41,6 +72,10 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._queued: list[_Pending] = []   # webhooks waiting for the next group commit
+        self._queue_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._lock_pid: int | None = None
 
     # -- connections
     def _conn(self) -> sqlite3.Connection:
@@ -64,6 +99,9 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
             for conn in self._all:
                 conn.close()
             self._all.clear()
+            if self._lock_fd is not None and self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = self._lock_pid = None
         self._local = threading.local()
 
     @contextmanager
@@ -73,9 +111,16 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         # Threads of one process queue here rather than in SQLite's busy handler, which sleeps in
         # steps of milliseconds and so turns contention into latency.
         with self._write_lock:
+            with self._transaction(conn):
+                yield conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT on `conn` (the caller holds the write lock); rolls back on any error."""
+        with self._process_lock():
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -85,6 +130,39 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """Writers of every process (gunicorn workers, the relay) take a lock file before BEGIN.
+
+        SQLite's busy handler retries after sleeps of 1, 2, 5, 10... ms, so two workers taking turns
+        leave the CPU idle while the lock is free; this lock is retried every 50-500 us instead, still
+        giving up after busy_timeout (StorageError, so 503). The kernel drops it if its holder dies.
+        SQLite's own lock still guards against writers that skip this file.
+        """
+        if self._lock_pid != os.getpid():  # per process: a descriptor inherited by fork shares the lock
+            try:
+                fd = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StorageError(f"cannot open {self.path}-writer.lock: {exc}") from exc
+            with self._lock:
+                self._lock_fd, self._lock_pid = fd, os.getpid()
+        deadline, pause = None, 50e-6
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                deadline = deadline or now + self.busy_timeout
+                if now >= deadline:
+                    raise StorageError("database is locked (writer lock)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 500e-6)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -107,42 +185,110 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
 
     # -- ingest
     def ingest(self, channel: str, notification: Notification, now: float) -> IngestResult:
+        # Group commit: the thread that gets the write lock stores every webhook queued by then in one
+        # transaction, so concurrent webhooks share BEGIN, COMMIT and the WAL write instead of convoying
+        # on the lock one short transaction at a time. Each caller still returns only after the commit
+        # that holds all of its webhook.
         n = notification
-        with self._write() as conn:
-            notification_id = conn.execute(_INSERT_NOTIFICATION, (
-                channel, n.receiver, n.status, n.group_key, json.dumps(n.group_labels, sort_keys=True),
-                n.truncated_alerts, n.external_url, now)).lastrowid
-            new_events = queued = 0
-            for alert in n.alerts:
-                event_id, new = self._insert_event(conn, alert, now)
-                new_events += new
-                queued += conn.execute(_QUEUE, (channel, event_id, notification_id, now, now)).rowcount
-            if not queued:  # nothing new for this channel: a redelivery leaves no trace in history
-                conn.execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
-            duplicates = len(n.alerts) - queued
-            conn.execute(COUNT, ("received", channel, len(n.alerts)))
-            if duplicates:
-                conn.execute(COUNT, ("duplicate", channel, duplicates))
-        return IngestResult(new_events, queued, duplicates)
+        conn = self._conn()  # before queueing: a webhook answered 503 must never be committed later
+        # Parameters are built before taking the lock: Python work inside it lengthens every writer's wait.
+        pending = _Pending(channel, len(n.alerts), now, (
+            channel, n.receiver, n.status, n.group_key, json.dumps(n.group_labels, sort_keys=True),
+            n.truncated_alerts, n.external_url, now), [_event_rows(alert, now) for alert in n.alerts])
+        with self._queue_lock:
+            self._queued.append(pending)
+        with self._write_lock:
+            if not pending.done:  # nobody took it along: lead a group commit of everything queued
+                self._commit_queued(conn)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _drain(self) -> list[_Pending]:
+        """Take every queued webhook."""
+        with self._queue_lock:
+            batch, self._queued = self._queued, []
+        return batch
+
+    def _commit_queued(self, conn: sqlite3.Connection) -> None:
+        """Store every queued webhook in one transaction; if any fails, each alone (the write lock is held)."""
+        batch: list[_Pending] = []
+        try:
+            with self._transaction(conn):
+                # Taken only once the database lock is ours: webhooks that arrived while this thread
+                # waited for it (another process was writing) ride along in the same commit.
+                batch = self._drain()
+                results = [self._ingest_one(conn, item) for item in batch]
+                self._count_ingested(conn, batch, results)
+        except Exception as exc:
+            if not batch:  # BEGIN failed (database locked): retrying alone would only wait again
+                self._settle(self._drain(), error=exc)
+                return
+            if len(batch) == 1:
+                self._settle(batch, error=exc)
+                return
+            # One webhook's failure must not fail the others: nothing was committed, so store each alone.
+            for item in batch:
+                try:
+                    with self._transaction(conn):
+                        result = self._ingest_one(conn, item)
+                        self._count_ingested(conn, [item], [result])
+                except Exception as exc:
+                    self._settle([item], error=exc)
+                else:
+                    self._settle([item], results=[result])
+        except BaseException as exc:
+            self._settle(batch or self._drain(), error=StorageError(f"interrupted: {exc!r}"))
+            raise
+        else:
+            self._settle(batch, results=results)
 
     @staticmethod
-    def _insert_event(conn: sqlite3.Connection, alert: Alert, now: float) -> tuple[int, bool]:
-        """The event id of the alert's state change, and whether it is new."""
-        cursor = conn.execute(_INSERT_EVENT, (
-            alert.fingerprint, alert.status, alert.starts_at, alert.ends_at,
-            alert.labels.get("alertname", ""), alert.labels.get("severity", ""),
-            json.dumps(alert.labels, sort_keys=True), json.dumps(alert.annotations, sort_keys=True),
-            alert.generator_url, now))
+    def _settle(batch: list[_Pending], results: list[IngestResult] | None = None,
+                error: BaseException | None = None) -> None:
+        """Hand each waiting webhook its result (or the error), in order."""
+        for i, item in enumerate(batch):
+            item.result = results[i] if results is not None else None
+            item.error = error
+            item.done = True
+
+    @staticmethod
+    def _ingest_one(conn: sqlite3.Connection, item: _Pending) -> IngestResult:
+        """One webhook's rows inside the current transaction."""
+        channel, now = item.channel, item.now
+        notification_id = conn.execute(_INSERT_NOTIFICATION, item.notification_row).lastrowid
+        new_events = queued = 0
+        for event_row, alert_row in item.event_rows:
+            event_id, new = SQLiteStore._insert_event(conn, event_row, alert_row)
+            new_events += new
+            queued += conn.execute(_QUEUE, (channel, event_id, notification_id, now, now)).rowcount
+        if not queued:  # nothing new for this channel: a redelivery leaves no trace in history
+            conn.execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
+        return IngestResult(new_events, queued, item.alert_count - queued)
+
+    @staticmethod
+    def _count_ingested(conn: sqlite3.Connection, batch: list[_Pending], results: list[IngestResult]) -> None:
+        """Add a batch's received and duplicate alerts to the counters, one row per (counter, channel)."""
+        totals: Counter[tuple[str, str]] = Counter()
+        for item, result in zip(batch, results):
+            totals["received", item.channel] += item.alert_count
+            if result.duplicates:
+                totals["duplicate", item.channel] += result.duplicates
+        conn.executemany(COUNT, [(name, channel, amount) for (name, channel), amount in totals.items()])
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event_row: tuple, alert_row: tuple) -> tuple[int, bool]:
+        """The event id of the alert's state change, and whether it is new (see _event_rows)."""
+        cursor = conn.execute(_INSERT_EVENT, event_row)
         if not cursor.rowcount:
-            return conn.execute(_FIND_EVENT, (alert.fingerprint, alert.status, alert.starts_at)).fetchone()[0], False
+            return conn.execute(_FIND_EVENT, event_row[:3]).fetchone()[0], False
         event_id = cursor.lastrowid
-        conn.execute(_UPSERT_ALERT, (alert.fingerprint, event_id, alert.status, alert.starts_at,
-                                     alert.labels.get("severity", "")))
+        conn.execute(_UPSERT_ALERT, (alert_row[0], event_id, *alert_row[1:]))
         return event_id, True
 
     def add_system_event(self, alert, channels, now, state) -> None:
         with self._write() as conn:
-            event_id, _ = self._insert_event(conn, alert, now)
+            event_id, _ = self._insert_event(conn, *_event_rows(alert, now))
             conn.executemany(_QUEUE, [(channel, event_id, None, now, now) for channel in channels])
             conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from webhook_receiver.payload import format_epoch
+from webhook_receiver.payload import format_epoch, micros
 from webhook_receiver.store.base import HistoryQuery
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
@@ -47,10 +47,10 @@ class ReadQueries:
             # Label names are [a-zA-Z_][a-zA-Z0-9_]* (checked by the caller), so quoting is safe.
             where.append(f"json_extract(e.labels, '$.\"{name}\"') = ?")
             args.append(value)
-        # Times are shown to the microsecond, so compare at that precision: a `since` copied from an
-        # entry's received_at then includes that entry.
-        for clause, value in (("round(e.received_at, 6) >= round(?, 6)", query.since),
-                              ("round(e.received_at, 6) < round(?, 6)", query.until),
+        # Times are shown to the microsecond, so compare whole microseconds, computed exactly as
+        # payload.micros does (same IEEE operations): a `since` copied from an entry then includes it.
+        for clause, value in (("CAST(e.received_at * 1000000 + 0.5 AS INTEGER) >= ?", micros(query.since)),
+                              ("CAST(e.received_at * 1000000 + 0.5 AS INTEGER) < ?", micros(query.until)),
                               ("e.id < ?", query.before_id)):
             if value is not None:
                 where.append(clause)
