@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from webhook_receiver import create_app
 from webhook_receiver.config import Config
+from webhook_receiver.logs import KeyValueFormatter
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class ReceiverServer(BaseApplication):
             "loglevel": config.log_level,
             "proc_name": "dumont-receiver",
             "control_socket_disable": True,  # one shared ~/.gunicorn socket would clash between instances
+            "on_starting": self._on_starting,
             "when_ready": self._when_ready,
             "on_exit": self._on_exit,
         }
@@ -71,6 +73,12 @@ class ReceiverServer(BaseApplication):
 
     def load(self):
         return create_app(self.receiver_config)
+
+    def _on_starting(self, server) -> None:
+        # gunicorn's own lines (listening, worker booted or killed) in the receiver's key=value format;
+        # a logconfig_dict would do it too, but also turns on per-request access-log work.
+        for handler in server.log.error_log.handlers:
+            handler.setFormatter(KeyValueFormatter())
 
     def _when_ready(self, server) -> None:
         if self.relay:

@@ -1,5 +1,7 @@
-"""The real `dumont-receiver serve`: gunicorn workers, one relay process, clean SIGTERM."""
+"""The real `dumont-receiver serve`: gunicorn workers, one relay process, clean SIGTERM, crash safety."""
+import json
 import os
+import signal
 import time
 
 import pytest
@@ -7,7 +9,7 @@ import requests
 
 from .conftest import TOKEN
 from .payloads import alert, notification
-from .serving import Served
+from .serving import Served, free_port
 
 
 @pytest.fixture
@@ -52,3 +54,35 @@ def test_serve_stores_relays_and_stops_cleanly(served, slack):
     with pytest.raises(ProcessLookupError):
         os.kill(relay, 0)
     assert TOKEN not in served.log()
+
+
+def test_a_killed_receiver_delivers_what_it_acknowledged_after_restart(tmp_path, config_values, slack, slack_path):
+    """SIGKILL of the whole process group (gunicorn and relay) while Slack is unreachable loses nothing."""
+    slack_url_file = tmp_path / "slack_url"
+    dead_end = f"http://127.0.0.1:{free_port()}/services/T000/B000/down-secret"
+    slack_url_file.write_text(dead_end + "\n")  # Slack is down: connection refused
+    values = {**config_values, "relay_interval": "100ms", "backoff_initial": "100ms", "backoff_max": "200ms",
+              "max_attempts": 1000}
+    first = Served(values, tmp_path).start()
+    try:
+        body = notification(alert(machine="gpu-1"), alert(machine="gpu-2"))
+        answer = requests.post(first.url + "/webhook/slack-oncall", json=body, timeout=10,
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200 and answer.json()["queued"] == 2
+        assert wait_for(lambda: any(d["attempts"] >= 2 for e in requests.get(
+            first.url + "/api/v1/history", timeout=10).json()["entries"] for d in e["deliveries"])), first.log()
+    finally:
+        os.killpg(first.process.pid, signal.SIGKILL)  # no cleanup, no graceful shutdown
+        first.process.wait()
+    assert "down-secret" not in first.log()  # the Slack URL is a secret: never logged
+
+    slack_url_file.write_text(slack.url_for(slack_path) + "\n")  # Slack is back
+    second = Served(values, tmp_path).start()
+    try:
+        assert wait_for(lambda: len(slack.received) == 1), second.log()
+        entries = requests.get(second.url + "/api/v1/history", timeout=10).json()["entries"]
+        assert [d["state"] for e in entries for d in e["deliveries"]] == ["delivered", "delivered"]
+        assert "gpu-1" in json.dumps(slack.received[0]["body"]) and "gpu-2" in json.dumps(slack.received[0]["body"])
+    finally:
+        second.stop()
+    assert len(slack.received) == 1
