@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Mapping
 
 import yaml
 
+from exporter.durations import parse_duration as prometheus_duration
+
 ENV_PREFIX = "DUMONT_RECEIVER_"
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (86400, 3600, 60, 1, 0.001)
 
 
 class ConfigError(ValueError):
@@ -65,11 +64,10 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
-    text = str(value).strip()
-    match = _DURATION.match(text)
-    if not text or not match or not any(match.groups()):
+    seconds = prometheus_duration(str(value).strip())
+    if seconds is None:
         raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
-    return float(sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g))
+    return seconds
 
 
 def _coerce(key: str, value: Any, from_env: bool) -> Any:
