@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 
 from gunicorn.app.base import BaseApplication
 
@@ -16,20 +17,47 @@ log = logging.getLogger(__name__)
 
 
 class RelayProcess:
-    """The relay worker as one child of gunicorn's master, so it runs once however many web workers there are."""
+    """The relay worker as one child of gunicorn's master, so it runs once however many web workers there are.
+
+    A watcher thread restarts it if it dies: webhooks would still be acknowledged and stored, but nothing
+    would reach Slack or email until someone noticed.
+    """
+
+    RESTART_DELAY = 1.0  # seconds before restarting a relay that died, so a crash loop cannot spin
 
     def __init__(self, config_path: str):
         self.config_path = config_path
         self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._spawn_lock = threading.Lock()  # once stop() holds it, no restart can begin
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start `dumont-receiver relay` with the same config file and environment."""
+        """Start `dumont-receiver relay` with the same config file and environment, and watch it."""
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="relay-watcher", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "webhook_receiver", "relay", "--config",
                                          self.config_path, "--parent-pid", str(os.getpid())])
         log.info("serve.relay_started pid=%d", self.process.pid)
 
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self.process.wait()
+            if self._stopping.wait(self.RESTART_DELAY):
+                return
+            with self._spawn_lock:
+                if self._stopping.is_set():
+                    return
+                log.error("serve.relay_died pid=%d code=%d restarting", self.process.pid, code)
+                self._spawn()
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL if it hangs."""
+        with self._spawn_lock:
+            self._stopping.set()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

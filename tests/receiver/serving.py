@@ -56,8 +56,9 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     def relay_pid(self) -> int | None:
-        match = re.search(r"serve\.relay_started pid=(\d+)", self.log())
-        return int(match.group(1)) if match else None
+        """The pid of the newest relay `serve` started."""
+        started = re.findall(r"serve\.relay_started pid=(\d+)", self.log())
+        return int(started[-1]) if started else None
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL the whole session if it hangs. The exit code."""

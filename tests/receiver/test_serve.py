@@ -86,3 +86,19 @@ def test_a_killed_receiver_delivers_what_it_acknowledged_after_restart(tmp_path,
     finally:
         second.stop()
     assert len(slack.received) == 1
+
+
+def test_serve_restarts_a_relay_that_died(served, slack):
+    first = served.relay_pid()
+    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: served.relay_pid() not in (None, first)), served.log()
+    assert "serve.relay_died pid=%d" % first in served.log()
+    body = notification(alert(machine="gpu-7"))
+    answer = requests.post(served.url + "/webhook/slack-oncall", json=body, timeout=10,
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    assert wait_for(lambda: len(slack.received) == 1), served.log()  # the new relay delivers
+    relay = served.relay_pid()
+    assert served.stop() == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(relay, 0)
