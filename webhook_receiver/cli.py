@@ -13,6 +13,7 @@ from webhook_receiver.channels import ChannelSet, load_channels
 from webhook_receiver.config import Config, load_config
 from webhook_receiver.db import open_store
 from webhook_receiver.relay.worker import RelayWorker
+from webhook_receiver.store.base import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,12 @@ def _relay(config: Config, channels: ChannelSet, args) -> int:
         threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     try:
         store.migrate()
-        RelayWorker(store, channels, config).run_forever(stop)
+        worker = RelayWorker(store, channels, config)
+    except StorageError as exc:
+        print(f"dumont-receiver relay: error: {exc}", file=sys.stderr)
+        return 1
+    else:
+        worker.run_forever(stop)
     finally:
         store.close()
     return 0

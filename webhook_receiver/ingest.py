@@ -40,7 +40,9 @@ def webhook(channel: str):
         return _reject("unknown_channel", 404, f"unknown channel {channel!r}")
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     try:
-        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH, declared or streamed
+        body = request.get_data(cache=False)  # raises 413 past a declared Content-Length
+        if request.content_length is None and len(body) >= limit:
+            raise RequestEntityTooLarge()  # a chunked body is cut at the limit, not refused
     except RequestEntityTooLarge:
         return _reject("too_large", 413, f"body larger than {limit} bytes")
     try:

@@ -151,6 +151,8 @@ def parse_webhook(body: bytes) -> Notification:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("malformed JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise PayloadError(f"body: expected a JSON object, got {_json_type(obj)}")
     version = _field(obj, "version", "", str, "a string")

@@ -37,6 +37,29 @@ def test_resolution_is_a_new_state_change(post, store, client):
     assert client.get("/api/v1/alerts").get_json() == {"alerts": []}
 
 
+def test_alert_firing_again_with_its_old_start_is_a_new_episode(post, store, client):
+    # Alertmanager resolved it when its endsAt passed; Prometheus then sends it again, startsAt unchanged.
+    post(notification(alert()))
+    post(notification(alert(status="resolved", ends="2024-05-01T10:05:00Z")))
+    again = post(notification(alert()))
+    assert again.get_json() == {"status": "ok", "new": 1, "queued": 1, "duplicates": 0}
+    assert [a["labels"]["machine_id"] for a in client.get("/api/v1/alerts").get_json()["alerts"]] == ["gpu-1"]
+    resolved_again = post(notification(alert(status="resolved", ends="2024-05-01T10:20:00Z")))
+    assert resolved_again.get_json()["new"] == 1
+    assert client.get("/api/v1/alerts").get_json() == {"alerts": []}
+    assert counts(store) == {"notifications": 4, "events": 4, "outbox": 4, "alerts": 1}
+
+
+def test_retried_episode_after_a_re_fire_is_a_duplicate(post, store):
+    post(notification(alert()))
+    resolved = notification(alert(status="resolved", ends="2024-05-01T10:05:00Z"))
+    post(resolved)
+    post(notification(alert()))
+    assert post(notification(alert())).get_json()["duplicates"] == 1   # the re-fire, retried
+    assert post(resolved).get_json()["duplicates"] == 1                # the first resolution, again
+    assert counts(store)["events"] == 3
+
+
 def test_same_notification_twice_is_stored_once(post, store):
     body = notification(alert(machine="gpu-1"), alert(machine="gpu-2"))
     assert post(body).get_json()["queued"] == 2
@@ -101,6 +124,7 @@ def test_too_large_is_413(post, store):
         '"fingerprint"', '"fp"').encode(), "alerts[0].fingerprint: required"),
     (json.dumps({**notification(), "alerts": [{**alert(), "labels": ["a"]}]}).encode(),
      "alerts[0].labels: expected an object, got array"),
+    (b"[" * 30_000 + b"]" * 30_000, "malformed JSON: nested too deeply"),
 ])
 def test_bad_input_is_400_naming_the_field(client, store, body, message):
     response = client.post("/webhook/slack-oncall", data=body, content_type="application/json",

@@ -3,7 +3,11 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from webhook_receiver import create_app
+from webhook_receiver.relay.worker import RelayWorker
+from webhook_receiver.store.base import StorageError
 
 from .payloads import alert, notification
 
@@ -40,7 +44,6 @@ def test_restart_delivers_what_a_crashed_relay_claimed(post, app, config_values,
 
     restarted = create_app(config_values)
     try:
-        from webhook_receiver.relay.worker import RelayWorker
         worker = RelayWorker(restarted.extensions["dumont.store"], restarted.extensions["dumont.channels"],
                              restarted.config["RECEIVER"])
         worker.run_once(time.time())
@@ -140,3 +143,34 @@ def test_below_the_storm_threshold_batches(post, make_worker, slack):
     post(notification(*(alert(machine=f"gpu-{i}") for i in range(7))))
     assert make_worker().run_once(time.time()) == 2  # batch_size 5: 5 + 2
     assert len(slack.received) == 2
+
+
+def test_an_unrecorded_send_is_recorded_later_and_never_sent_twice(post, make_worker, slack, store):
+    post(notification(alert()))
+    worker = make_worker()
+    real_finish, calls = store.finish, []
+
+    def finish_failing_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise StorageError("database is locked (writer lock)")
+        return real_finish(*args)
+
+    store.finish = finish_failing_once
+    now = time.time()
+    with pytest.raises(StorageError):
+        worker.run_once(now)
+    assert len(slack.received) == 1 and outbox(store)[0][1] == "sending"  # sent, still claimed
+    worker.run_once(now + 3600)
+    assert len(slack.received) == 1 and outbox(store)[0][1:3] == ("delivered", 1)
+
+
+def test_a_second_relay_on_the_same_database_is_refused(app, config_values, make_worker):
+    make_worker()
+    other = create_app(config_values)
+    try:
+        with pytest.raises(StorageError, match=r"another relay is running on .*history\.db"):
+            RelayWorker(other.extensions["dumont.store"], other.extensions["dumont.channels"],
+                        other.config["RECEIVER"])
+    finally:
+        other.extensions["dumont.store"].close()

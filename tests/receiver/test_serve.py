@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -9,7 +10,7 @@ import requests
 
 from .conftest import TOKEN
 from .payloads import alert, notification
-from .serving import Served, free_port
+from .serving import BIN, Served, free_port
 
 
 @pytest.fixture
@@ -102,3 +103,26 @@ def test_serve_restarts_a_relay_that_died(served, slack):
     assert served.stop() == 0
     with pytest.raises(ProcessLookupError):
         os.kill(relay, 0)
+
+
+def test_a_second_relay_beside_serve_refuses_to_start(served):
+    assert wait_for(lambda: "relay.started" in served.log()), served.log()  # it holds the relay lock
+    second = subprocess.run([str(BIN), "relay", "--config", str(served.config_path)], capture_output=True,
+                            text=True, timeout=60)
+    assert second.returncode == 1
+    assert "dumont-receiver relay: error: another relay is running on" in second.stderr
+
+
+def test_a_chunked_body_past_the_limit_is_413_not_cut(served, config_values):
+    def chunks(body: bytes):
+        for i in range(0, len(body), 4096):
+            yield body[i:i + 4096]
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    padded = json.dumps(notification(alert(note="x" * (config_values["max_body_bytes"] + 10)))).encode()
+    answer = requests.post(served.url + "/webhook/slack-oncall", data=chunks(padded), headers=headers, timeout=10)
+    assert answer.status_code == 413, answer.text
+    small = json.dumps(notification(alert())).encode()
+    answer = requests.post(served.url + "/webhook/slack-oncall", data=chunks(small), headers=headers, timeout=10)
+    assert answer.status_code == 200 and answer.json()["queued"] == 1
+    assert len(requests.get(served.url + "/api/v1/history", timeout=10).json()["entries"]) == 1

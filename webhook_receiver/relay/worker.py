@@ -29,6 +29,9 @@ class RelayWorker:
         self.rng = rng or random.Random()
         self.deadman = Deadman(store, channels.deadman, clock()) if channels.deadman else None
         self._next_prune = 0.0
+        # Outcomes of sends whose recording failed; written before anything else is claimed.
+        self._unrecorded: list[tuple] = []
+        store.become_relay()
         # Rows a previous relay claimed but never finished (it crashed mid-send) are due again.
         released = store.release_claims()
         if released:
@@ -36,6 +39,7 @@ class RelayWorker:
 
     def run_once(self, now: float) -> int:
         """One pass at time `now`: dead man's switch, every due delivery, pruning; messages sent."""
+        self._record_unrecorded()
         if self.deadman:
             self.deadman.check(now)
         sent = 0
@@ -96,8 +100,15 @@ class RelayWorker:
     def _finish(self, name: str, items: Sequence[OutboxItem], result: SendResult, now: float,
                 digest: bool) -> None:
         if items:
-            self.store.finish(name, now, result.ok, digest, result.detail,
-                              [self._verdict(item, result, now) for item in items])
+            self._unrecorded.append((name, now, result.ok, digest, result.detail,
+                                     [self._verdict(item, result, now) for item in items]))
+            self._record_unrecorded()
+
+    def _record_unrecorded(self) -> None:
+        """Write the outcomes not yet stored; until they are, their rows stay claimed and are not sent again."""
+        while self._unrecorded:
+            self.store.finish(*self._unrecorded[0])  # StorageError: kept for the next pass
+            self._unrecorded.pop(0)
 
     def _verdict(self, item: OutboxItem, result: SendResult, now: float) -> RowUpdate:
         if result.ok:

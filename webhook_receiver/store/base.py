@@ -119,6 +119,10 @@ class Store(abc.ABC):
 
     # -- relay
     @abc.abstractmethod
+    def become_relay(self) -> None:
+        """Take the database's one relay lock for this store's lifetime; StorageError if another relay has it."""
+
+    @abc.abstractmethod
     def release_claims(self) -> int:
         """Make rows claimed by a relay that died due again; how many."""
 

@@ -25,22 +25,28 @@ _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
     " external_url, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels,"
-    " annotations, generator_url, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_FIND_EVENT = "SELECT id FROM events WHERE fingerprint = ? AND status = ? AND starts_at = ?"
+    "INSERT INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels, annotations,"
+    " generator_url, received_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# A resolution is the same one when its endsAt is: retries and both Alertmanagers of a pair agree on it.
+_FIND_RESOLVED = ("SELECT id FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
+                  " AND ends_at IS ?")
+_COUNT_RESOLVED = "SELECT count(*) FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
+_FIND_FIRING = "SELECT id FROM events WHERE fingerprint = ? AND status = 'firing' AND starts_at = ? AND episode = ?"
 # Keep the newest state: a later episode, or the resolution of the same episode; never go back.
 _UPSERT_ALERT = (
-    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, severity) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (fingerprint) DO UPDATE SET event_id = excluded.event_id, status = excluded.status,"
-    " starts_at = excluded.starts_at, severity = excluded.severity"
+    " starts_at = excluded.starts_at, episode = excluded.episode, severity = excluded.severity"
     " WHERE excluded.starts_at > alerts.starts_at"
-    " OR (excluded.starts_at = alerts.starts_at AND excluded.status = 'resolved')")
+    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode > alerts.episode)"
+    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode = alerts.episode"
+    " AND excluded.status = 'resolved')")
 _QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
           " VALUES (?, ?, ?, ?, ?)")
 
 
 def _event_rows(alert: Alert, now: float) -> tuple[tuple, tuple]:
-    """_INSERT_EVENT parameters (the first three are its key) and _UPSERT_ALERT's without the event id."""
+    """_INSERT_EVENT parameters without the episode, and _UPSERT_ALERT's without the event id and episode."""
     severity = alert.labels.get("severity", "")
     return ((alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
              severity, json.dumps(alert.labels, sort_keys=True), json.dumps(alert.annotations, sort_keys=True),
@@ -102,6 +108,7 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
             if self._lock_fd is not None and self._lock_pid == os.getpid():
                 os.close(self._lock_fd)
             self._lock_fd = self._lock_pid = None
+            self._leave_relay()
         self._local = threading.local()
 
     @contextmanager
@@ -278,12 +285,25 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
 
     @staticmethod
     def _insert_event(conn: sqlite3.Connection, event_row: tuple, alert_row: tuple) -> tuple[int, bool]:
-        """The event id of the alert's state change, and whether it is new (see _event_rows)."""
-        cursor = conn.execute(_INSERT_EVENT, event_row)
-        if not cursor.rowcount:
-            return conn.execute(_FIND_EVENT, event_row[:3]).fetchone()[0], False
-        event_id = cursor.lastrowid
-        conn.execute(_UPSERT_ALERT, (alert_row[0], event_id, *alert_row[1:]))
+        """The event id of the alert's state change, and whether it is new (see _event_rows).
+
+        A firing is new unless one of the same episode is stored; a resolution unless one with the
+        same endsAt is. So a retry or the HA peer's copy is a duplicate, while an alert that fires
+        again after Alertmanager resolved it (same startsAt) is a new episode. The price: an HA peer's
+        copy of a firing that arrives after the other peer's resolution reads as a re-fire too.
+        """
+        fingerprint, status, starts_at, ends_at = event_row[:4]
+        if status == "resolved":
+            found = conn.execute(_FIND_RESOLVED, (fingerprint, starts_at, ends_at)).fetchone()
+            if found:
+                return found[0], False
+        episode = conn.execute(_COUNT_RESOLVED, (fingerprint, starts_at)).fetchone()[0]
+        if status == "firing":
+            found = conn.execute(_FIND_FIRING, (fingerprint, starts_at, episode)).fetchone()
+            if found:
+                return found[0], False
+        event_id = conn.execute(_INSERT_EVENT, (*event_row, episode)).lastrowid
+        conn.execute(_UPSERT_ALERT, (alert_row[0], event_id, *alert_row[1:3], episode, alert_row[3]))
         return event_id, True
 
     def add_system_event(self, alert, channels, now, state) -> None:

@@ -96,8 +96,8 @@ class ReadQueries:
 
     def timeline(self, fingerprint: str) -> list[dict]:
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ?"
-                                " ORDER BY e.starts_at, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
+            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ? ORDER BY"
+                                " e.starts_at, e.episode, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
             entries = [_event(row) for row in rows]
             self._attach_deliveries(conn, entries, with_attempts=True)
         return entries

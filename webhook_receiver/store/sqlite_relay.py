@@ -1,10 +1,12 @@
 """Outbox queries of the SQLite store: claim due rows, record attempts, prune old history."""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 from webhook_receiver.channels.model import AlertEvent
-from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem
+from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
 
 _CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, e.labels, e.annotations,"
               " e.starts_at, e.ends_at, e.generator_url FROM outbox o JOIN events e ON e.id = o.event_id"
@@ -28,6 +30,29 @@ _PRUNE = (
 
 class RelayQueries:
     """Mixin for SQLiteStore: what the relay worker needs."""
+
+    _relay_fd: int | None = None
+
+    def become_relay(self) -> None:
+        if self._relay_fd is not None:
+            return
+        path = self.path + "-relay.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        try:
+            # A second relay would release the first one's claims and send their rows again.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StorageError(f"another relay is running on {self.path} (it holds {path})") from None
+        self._relay_fd = fd
+
+    def _leave_relay(self) -> None:
+        if self._relay_fd is not None:
+            os.close(self._relay_fd)  # the kernel drops the lock with the last descriptor
+            self._relay_fd = None
 
     def release_claims(self) -> int:
         with self._write() as conn:
