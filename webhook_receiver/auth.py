@@ -8,7 +8,8 @@ from flask import Request
 COOKIE = "dumont_history_token"
 
 
-def _matches(given: str | None, token: str) -> bool:
+def matches(given: str | None, token: str) -> bool:
+    """Whether `given` is `token`, compared in constant time."""
     return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
@@ -20,6 +21,6 @@ def bearer(request: Request) -> str | None:
 
 def authorized(request: Request, token: str, allow_cookie: bool = False) -> bool:
     """Whether the request carries `token` as a bearer token (or, for pages, in the cookie)."""
-    if _matches(bearer(request), token):
+    if matches(bearer(request), token):
         return True
-    return allow_cookie and _matches(request.cookies.get(COOKIE), token)
+    return allow_cookie and matches(request.cookies.get(COOKIE), token)

@@ -1,10 +1,10 @@
 """History blueprint: the JSON API under /api/v1 and the HTML page for people on call."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 from werkzeug.datastructures import MultiDict
 
-from webhook_receiver.auth import authorized
+from webhook_receiver.auth import COOKIE, authorized, matches
 from webhook_receiver.db import get_store
 from webhook_receiver.query import PARAMS, QueryError, encode_cursor, parse_query
 from webhook_receiver.store.base import StorageError
@@ -17,11 +17,31 @@ _PAGES = ("history.page", "history.alert_page")
 def _require_token():
     """When history_token_file is set: a bearer token, or for the HTML pages also the cookie."""
     token = current_app.extensions["dumont.tokens"].history
-    if token is None or authorized(request, token, allow_cookie=request.endpoint in _PAGES):
+    is_page = request.endpoint in _PAGES
+    if token is None or request.endpoint == "history.sign_in" or authorized(request, token, allow_cookie=is_page):
         return None
+    if is_page:  # a browser sends no bearer header: ask for the token once, then keep it in the cookie
+        return render_template("sign_in.html", next=request.full_path.rstrip("?"), wrong=False), 401
     response = jsonify(error="missing or wrong bearer token")
     response.status_code = 401
     response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@bp.post("/sign-in")
+def sign_in():
+    """Check the history token typed into the page's form; keep it in an HttpOnly cookie and go back."""
+    token = current_app.extensions["dumont.tokens"].history
+    target = request.form.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"  # only back into this receiver, never to another site
+    if token is None:
+        return redirect(target, 303)
+    if not matches(request.form.get("token"), token):
+        return render_template("sign_in.html", next=target, wrong=True), 401
+    response = redirect(target, 303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=request.is_secure,
+                        max_age=30 * 86400)
     return response
 
 
@@ -79,7 +99,7 @@ def page():
         next_args["cursor"] = encode_cursor(next_id)
     return render_template("history.html", error=None, entries=entries, args=request.args,
                            labels=request.args.getlist("label"), next_args=next_args,
-                           firing=len(get_store().active_alerts()))
+                           firing=sum(get_store().active_by_severity().values()))
 
 
 @bp.get("/alerts/<fingerprint>")
