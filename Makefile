@@ -17,16 +17,25 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  Variables: ENV=$(ENV) (environment for generate/up), RUN_DIR=$(RUN_DIR), VENV=$(VENV)"
+	@echo "  Variables: ENV=$(ENV) (environment of make up), RUN_DIR=$(RUN_DIR), VENV=$(VENV)"
 
 setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl; the project into .venv
 
+# Debian's packages start their own prometheus and prometheus-alertmanager services on 9090 and 9093, the
+# ports `make up` uses; we install them for the binaries, so the services they bring are stopped and disabled.
 debs:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+	    echo "error: installing $(DEB_PACKAGES) needs root: run 'make setup' as root or install sudo" >&2; exit 1; \
+	  fi; \
 	  echo "Installing Debian packages: $(DEB_PACKAGES)"; \
 	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES); \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES) && \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "Stopping and disabling the services Debian's packages started (make up runs its own)"; \
+	    $(SUDO) systemctl disable --now prometheus prometheus-alertmanager || true; \
+	  fi; \
 	fi
 
 $(INSTALLED): pyproject.toml

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import psutil
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.catalog import BY_NAME
@@ -17,12 +19,14 @@ DISK_TOTAL = BY_NAME["dumont_disk_total_bytes"]
 HOST_FAMILIES = (CPU, MEMORY_USED, MEMORY_TOTAL, DISK_USED, DISK_TOTAL)
 
 log = logging.getLogger(__name__)
+# What one read may raise without failing the scrape: psutil's own errors are not OSErrors.
+READ_ERRORS = (OSError, psutil.Error)
 
 
 class HostCollector:
     """CPU, memory and every real mount of this host, read from a psutil-like object on each scrape.
 
-    A failed read (OSError, PermissionError) drops only the samples it would have produced.
+    A failed read (OSError, psutil.Error) drops only the samples it would have produced.
     """
 
     def __init__(self, psutil_module, machine_id: str, machine_type: str,
@@ -32,7 +36,7 @@ class HostCollector:
         try:
             # cpu_percent(interval=None) compares with the previous call; the first call only primes it.
             self._psutil.cpu_percent(interval=None)
-        except OSError:
+        except READ_ERRORS:
             pass
         if registry is not None:
             registry.register(self)
@@ -53,19 +57,19 @@ class HostCollector:
         machine_text = label_text(CPU.labels, machine)
         try:
             rows[CPU.name].append((machine, machine_text, float(self._psutil.cpu_percent(interval=None))))
-        except OSError as error:
+        except READ_ERRORS as error:
             log.debug("cpu read failed: %s", error)
         try:
             memory = self._psutil.virtual_memory()
             # total - available is what the system cannot hand out without swapping (psutil's percent).
             rows[MEMORY_USED.name].append((machine, machine_text, float(memory.total - memory.available)))
             rows[MEMORY_TOTAL.name].append((machine, machine_text, float(memory.total)))
-        except OSError as error:
+        except READ_ERRORS as error:
             log.debug("memory read failed: %s", error)
         for mount in self._mountpoints():
             try:
                 usage = self._psutil.disk_usage(mount)
-            except OSError as error:
+            except READ_ERRORS as error:
                 log.debug("disk read of %s failed: %s", mount, error)
                 continue
             key = tuple({**self._labels, "mount": mount}[name] for name in DISK_USED.labels)
@@ -77,8 +81,10 @@ class HostCollector:
     def _mountpoints(self) -> list[str]:
         try:
             partitions = self._psutil.disk_partitions(all=False)
-        except OSError as error:
+        except READ_ERRORS as error:
             log.debug("listing partitions failed: %s", error)
             return []
-        # A device mounted twice at one place would give the same series twice, which is invalid.
-        return list(dict.fromkeys(partition.mountpoint for partition in partitions))
+        # A device mounted twice at one place would give the same series twice, which is invalid. A file
+        # bind-mounted over a file (a container's /etc/hosts, /etc/resolv.conf) is not a disk of its own.
+        return [mount for mount in dict.fromkeys(partition.mountpoint for partition in partitions)
+                if not os.path.isfile(mount)]

@@ -93,6 +93,9 @@ class Stack:
     # --- preparation ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Write secrets, the runtime overlay, the rendered config, the receiver's config and the scenario."""
+        # Alertmanager's notification log would hold back a FIRING it sent before the last `down` (for
+        # repeat_interval): every `up` starts it afresh. Prometheus' data and the receiver's history stay.
+        shutil.rmtree(self.run_dir / "data" / "alertmanager", ignore_errors=True)
         for sub in ("secrets", "logs", "pids", "data/prometheus", "data/alertmanager", "data/receiver", "sinks"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "secrets").chmod(0o700)
@@ -201,7 +204,8 @@ class Stack:
         busy = [f"{name} port {port}" for name, port in self.ports.items() if not port_is_free(port)]
         if busy:
             raise StackError("port already in use: " + ", ".join(busy) +
-                             " (is a stack already up? `make down`, or set e.g. PROMETHEUS_PORT=19090)")
+                             " (is a stack already up? `make down`. Debian's own services? `sudo systemctl"
+                             " disable --now prometheus prometheus-alertmanager`. Or set e.g. PROMETHEUS_PORT=19090)")
         try:
             self.prepare()
             for spec in self.services():

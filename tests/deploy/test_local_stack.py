@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.local.processes import (ManagedProcess, ServiceSpec, StackError, free_port, is_ours,
+from deploy.local.processes import (ManagedProcess, ServiceSpec, StackError, free_port, is_ours, port_is_free,
                                     recorded_processes)
 from deploy.local.stack import REPO_ROOT, Ports, Stack
 
@@ -68,6 +68,27 @@ def test_a_service_that_never_gets_ready_is_named_and_stopped(tmp_path):
     assert recorded_processes(tmp_path) == []
 
 
+class StackWithAStuckService(Stack):
+    """A web server that gets ready, then a service that never does."""
+
+    def services(self):
+        web = ServiceSpec("web", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                  str(self.ports.exporter)], self.ports.exporter, "/", self.url("exporter"))
+        return [web, sleeper_spec("stuck", self.ports.receiver)]
+
+
+def test_a_later_service_that_never_gets_ready_stops_the_earlier_ones(tmp_path):
+    ports = Ports.free()
+    stack = StackWithAStuckService(tmp_path, env="fast", ports=ports, ready_timeout=2)
+    launched = []
+    stack._launch = lambda spec, launch=stack._launch: (launched.append(spec.name), launch(spec))
+    with pytest.raises(StackError, match=r"stuck was not ready at http://127.0.0.1:\d+/ready after 2 s"):
+        stack.start()
+    assert launched == ["web", "stuck"]
+    assert port_is_free(ports.exporter)  # the web server that was ready is gone again
+    assert recorded_processes(tmp_path) == []
+
+
 def test_a_service_that_dies_shows_its_log(tmp_path):
     process = ManagedProcess(sleeper_spec("crashy", free_port(), "import sys; print('bad config'); sys.exit(3)"),
                              tmp_path)
@@ -112,7 +133,8 @@ def test_up_status_down_leave_nothing_behind(tmp_path):
     while any(group_members(record["pid"]) for _, record in records) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert {name: group_members(record["pid"]) for name, record in records} == {name: [] for name, _ in records}
-    assert run_cli("status", "--run-dir", str(run_dir)).returncode == 1
+    after = run_cli("status", "--run-dir", str(run_dir))
+    assert after.returncode == 0 and f"nothing running from {run_dir}/" in after.stdout
 
 
 def test_a_second_up_in_the_same_run_folder_follows_the_new_ports(tmp_path):

@@ -1,6 +1,8 @@
 """The psutil host collector: readings at scrape time, and a failed read drops only its own samples."""
 from __future__ import annotations
 
+import os
+
 import psutil
 import pytest
 
@@ -38,7 +40,7 @@ def test_registers_only_when_given_a_registry(registry):
     assert list(registry.collect()) == []
 
 
-@pytest.mark.parametrize("error", [OSError("gone"), PermissionError("denied")])
+@pytest.mark.parametrize("error", [OSError("gone"), PermissionError("denied"), psutil.AccessDenied(1)])
 def test_failed_mount_drops_only_that_mount(registry, error):
     _collector(registry, failing={"disk_usage:/data": error})
     assert registry.get_sample_value("dumont_disk_usage_bytes", {**HOST, "mount": "/data"}) is None
@@ -47,8 +49,9 @@ def test_failed_mount_drops_only_that_mount(registry, error):
     assert registry.get_sample_value("dumont_cpu_usage_percent", HOST) == 12.5
 
 
-def test_failed_cpu_read_drops_only_cpu(registry):
-    _collector(registry, failing={"cpu_percent": PermissionError("denied")})
+@pytest.mark.parametrize("error", [PermissionError("denied"), psutil.Error("psutil's own")])
+def test_failed_cpu_read_drops_only_cpu(registry, error):
+    _collector(registry, failing={"cpu_percent": error})
     assert registry.get_sample_value("dumont_cpu_usage_percent", HOST) is None
     assert registry.get_sample_value("dumont_memory_total_bytes", HOST) == 16e9
     assert registry.get_sample_value("dumont_disk_usage_bytes", {**HOST, "mount": "/"}) == 40e9
@@ -78,9 +81,21 @@ def test_real_psutil(registry):
               for s in family.samples}
     readable = set()
     for partition in psutil.disk_partitions(all=False):
+        if os.path.isfile(partition.mountpoint):
+            continue  # a container's bind-mounted /etc/hosts and the like
         try:
             psutil.disk_usage(partition.mountpoint)
             readable.add(partition.mountpoint)
         except OSError:
             pass
     assert mounts == readable
+
+
+def test_a_file_mounted_over_a_file_is_not_a_disk(registry, tmp_path):
+    hosts = tmp_path / "hosts"  # what a container's bind-mounted /etc/hosts looks like to psutil
+    hosts.write_text("127.0.0.1 localhost\n")
+    usage = FakePsutil().mounts["/"]
+    _collector(registry, mounts={"/": usage, str(hosts): usage})
+    mounts = {s.labels["mount"] for family in registry.collect() if family.name == "dumont_disk_total_bytes"
+              for s in family.samples}
+    assert mounts == {"/"}
