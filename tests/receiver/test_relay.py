@@ -174,3 +174,26 @@ def test_a_second_relay_on_the_same_database_is_refused(app, config_values, make
                         other.config["RECEIVER"])
     finally:
         other.extensions["dumont.store"].close()
+
+
+def test_rows_that_failed_in_one_message_retry_in_one(post, make_worker, slack, store):
+    post(notification(alert(machine="gpu-1"), alert(machine="gpu-2"), alert(machine="gpu-3")))
+    slack.script([(500, {})])
+    worker = make_worker()
+    now = time.time()
+    worker.run_once(now)
+    assert len({row[3] for row in outbox(store)}) == 1  # one due time for the whole message
+    worker.run_once(now + 3600)
+    assert len(slack.received) == 1
+
+
+def test_a_digest_speaks_for_at_most_digest_max_rows(post, make_worker, slack, store, monkeypatch):
+    monkeypatch.setattr("webhook_receiver.relay.worker.DIGEST_MAX", 10)
+    post(notification(*(alert(machine=f"gpu-{i}") for i in range(25))))
+    worker = make_worker()
+    now = time.time()
+    assert worker.run_once(now) == 1  # a digest of 10
+    assert [row[1] for row in outbox(store)].count("delivered") == 10
+    assert worker.run_once(now) == 3  # the 15 left are below the storm threshold: batches of 5
+    assert [row[1] for row in outbox(store)].count("delivered") == 25
+    assert "10 alerts* (10 firing, 0 resolved)" in json.dumps(slack.received[0]["body"])

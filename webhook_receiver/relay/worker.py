@@ -15,6 +15,9 @@ from webhook_receiver.payload import format_epoch
 from webhook_receiver.store.base import DELIVERED, FAILED, PENDING, OutboxItem, RowUpdate, StorageError, Store
 
 log = logging.getLogger(__name__)
+# State changes one digest speaks for at most: a storm larger than this becomes one digest per pass, and
+# the relay never holds an unbounded backlog in memory.
+DIGEST_MAX = 5000
 
 
 class RelayWorker:
@@ -72,7 +75,7 @@ class RelayWorker:
                                                  " configured for delivery"), now, digest=False)
             return 0
         if due > self.config.storm_threshold:
-            return int(self._send(channel, self.store.claim(name, now, None), now, digest=True))
+            return int(self._send(channel, self.store.claim(name, now, DIGEST_MAX), now, digest=True))
         sent = 0
         while sent * self.config.batch_size < due:
             items = self.store.claim(name, now, self.config.batch_size)
@@ -100,8 +103,10 @@ class RelayWorker:
     def _finish(self, name: str, items: Sequence[OutboxItem], result: SendResult, now: float,
                 digest: bool) -> None:
         if items:
+            # One jitter per send: rows that failed together in one message are retried together in one.
+            jitter = 0.5 + self.rng.random() / 2
             self._unrecorded.append((name, now, result.ok, digest, result.detail,
-                                     [self._verdict(item, result, now) for item in items]))
+                                     [self._verdict(item, result, now, jitter) for item in items]))
             self._record_unrecorded()
 
     def _record_unrecorded(self) -> None:
@@ -110,14 +115,14 @@ class RelayWorker:
             self.store.finish(*self._unrecorded[0])  # StorageError: kept for the next pass
             self._unrecorded.pop(0)
 
-    def _verdict(self, item: OutboxItem, result: SendResult, now: float) -> RowUpdate:
+    def _verdict(self, item: OutboxItem, result: SendResult, now: float, jitter: float) -> RowUpdate:
         if result.ok:
             return RowUpdate(item.id, DELIVERED, now)
         attempts = item.attempts + 1
         if result.permanent or attempts >= self.config.max_attempts:
             return RowUpdate(item.id, FAILED, now)
         delay = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempts - 1))
-        delay *= 0.5 + self.rng.random() / 2  # jitter, so rows failed together do not retry together
+        delay *= jitter  # so that messages failed at once do not all retry at once
         if result.retry_after:
             delay = max(delay, result.retry_after)
         return RowUpdate(item.id, PENDING, now + delay)
