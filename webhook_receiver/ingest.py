@@ -54,8 +54,11 @@ def webhook(channel: str):
     store = get_store()
     try:
         if target.type == "heartbeat":
-            store.record_heartbeat(channel, now, len(notification.alerts))
-            return jsonify(status="ok", heartbeat=True)
+            # A resolved Watchdog means Prometheus stopped sending it: that is no sign of life.
+            alive = any(alert.status == "firing" for alert in notification.alerts)
+            if alive:
+                store.record_heartbeat(channel, now, len(notification.alerts))
+            return jsonify(status="ok", heartbeat=alive)
         result = store.ingest(channel, notification, now)
     except StorageError as exc:
         log.error("ingest.storage_failed channel=%s error=%r", channel, str(exc))

@@ -86,6 +86,14 @@ def test_same_alert_on_two_channels_is_one_change_two_messages(post, store):
     assert sorted(r[0] for r in rows(store, "SELECT channel FROM outbox")) == ["email-oncall", "slack-oncall"]
 
 
+def test_a_resolved_watchdog_is_no_heartbeat(post, store):
+    body = notification(alert("Watchdog", severity="none", status="resolved"), receiver="watchdog")
+    response = post(body, channel="watchdog")
+    assert response.get_json() == {"status": "ok", "heartbeat": False}
+    assert store.last_heartbeat("watchdog") is None
+    assert counts(store) == {"notifications": 0, "events": 0, "outbox": 0, "alerts": 0}
+
+
 def test_heartbeat_records_time_and_queues_nothing(post, store):
     response = post(notification(alert("Watchdog", severity="none"), receiver="watchdog"), channel="watchdog")
     assert response.get_json() == {"status": "ok", "heartbeat": True}
