@@ -13,7 +13,7 @@ from .model import Spec
 from .render import RenderError, render
 from .spec import SPEC_DIR, environments, load
 from .tools import check_env
-from .writer import WriteError, write
+from .writer import UnsafePath, WriteError, write
 
 # In a checkout, generated/ sits beside rules_src/; an installed package renders into ./generated instead
 # of into site-packages.
@@ -104,6 +104,9 @@ def cmd_generate(args) -> int:
         write(args.out, rendered, lambda root: tool_failures(root, specs, verbose=False), whole=not args.env)
     except WriteError as exc:
         print(f"{len(exc.failures)} check(s) failed; {args.out} is unchanged", file=sys.stderr)
+        return 1
+    except UnsafePath as exc:
+        print(f"refusing to write: {exc}; {args.out} is unchanged", file=sys.stderr)
         return 1
     for env, files in rendered.items():
         print(f"wrote {args.out / env} ({len(files)} files)")

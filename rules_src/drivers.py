@@ -69,16 +69,21 @@ def _segments(segs: list[tuple[float, float, int]]) -> str:
     return " ".join(parts)
 
 
+def reachable(buckets: tuple[float, ...], value: float) -> bool:
+    """Whether a histogram with these bucket bounds can put a quantile exactly at `value` (see _cumulative)."""
+    return bool(buckets) and buckets[0] < value <= buckets[-1]
+
+
 def _cumulative(buckets: tuple[float, ...], q: float, value: float) -> dict[float, float]:
     """Per-step increments of each `le` bucket that put histogram_quantile(q) exactly at `value`.
 
     All observations go to value's bucket, plus either some to the first bucket (pulling the
     interpolated quantile down) or to +Inf (pushing it up); histogram_quantile interpolates linearly.
     """
-    bounds = list(buckets) + [math.inf]
-    k = next((i for i, b in enumerate(bounds) if value <= b), len(bounds) - 1)
-    if k == 0 or math.isinf(bounds[k]):
+    if not reachable(buckets, value):  # validate.py rejects such values; this guards the renderer
         raise ValueError(f"{value} is not between the histogram's first and last finite bucket")
+    bounds = list(buckets) + [math.inf]
+    k = next(i for i, b in enumerate(bounds) if value <= b)
     lo, hi = bounds[k - 1], bounds[k]
     f = (value - lo) / (hi - lo)
     counts = dict.fromkeys(bounds, 0.0)

@@ -57,7 +57,7 @@ def dotted(path: Path_) -> str:
 
 
 def load_file(path: Path, shown: str, errors: list[SpecError], *, require_version: bool = True):
-    """Parse one YAML file into (data, marks); problems go to `errors` and give (None, None)."""
+    """Parse one YAML file into (data, marks); problems go to `errors`, an unreadable file gives (None, None)."""
     try:
         node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, yaml.YAMLError) as exc:
@@ -71,12 +71,12 @@ def load_file(path: Path, shown: str, errors: list[SpecError], *, require_versio
     if not isinstance(data, dict):
         errors.append(SpecError(shown, node.start_mark.line + 1, "", "must be a mapping"))
         return None, None
-    # The version is checked before anything else: a file of another format version is not read further.
+    # A wrong version is reported, and the file is still read as this version: most often the version
+    # line is a typo, and the file's other errors are worth seeing in the same run.
     version = data.pop("version", None)
     if version != VERSION and (require_version or version is not None):
         file, line = marks.at.get(("version",), (shown, 1))
         errors.append(SpecError(file, line, "version", f"must be {VERSION}"))
-        return None, None
     marks.at.pop(("version",), None)
     return data, marks
 
@@ -87,6 +87,9 @@ def _convert(node, path, shown, marks, errors):
         out: dict = {}
         first: dict = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                errors.append(SpecError(shown, key_node.start_mark.line + 1, dotted(path), "keys must be plain names"))
+                continue
             key = key_node.value
             if key in first:
                 errors.append(SpecError(shown, key_node.start_mark.line + 1, dotted(path + (key,)),
@@ -98,7 +101,11 @@ def _convert(node, path, shown, marks, errors):
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), shown, marks, errors) for i, item in enumerate(node.value)]
-    return _SCALARS.construct_object(node)
+    try:
+        return _SCALARS.construct_object(node)
+    except yaml.YAMLError as exc:  # e.g. an unknown tag such as !!python/object
+        errors.append(SpecError(shown, node.start_mark.line + 1, dotted(path), f"cannot read value: {exc.problem}"))
+        return None
 
 
 _SCALARS = yaml.SafeLoader("")

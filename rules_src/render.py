@@ -104,11 +104,17 @@ def _prometheus(spec: Spec) -> str:
                                     for job in ("exporter", "receiver")]})
 
 
+def _webhook(spec: Spec, channel: str) -> dict:
+    # A heartbeat channel gets only "firing" posts: Alertmanager sends a resolved Watchdog when Prometheus
+    # stops, and the receiver would take that for one more heartbeat and delay the dead man's switch.
+    return {"url": f"http://{spec.endpoints['receiver']}/webhook/{channel}",
+            "send_resolved": spec.channels[channel].get("type") != "heartbeat",
+            "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}}
+
+
 def _alertmanager(spec: Spec) -> str:
     def receiver(name: str, channels) -> dict:
-        return {"name": name, "webhook_configs": [
-            {"url": f"http://{spec.endpoints['receiver']}/webhook/{ch}", "send_resolved": True,
-             "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}} for ch in channels]}
+        return {"name": name, "webhook_configs": [_webhook(spec, ch) for ch in channels]}
     r = spec.routing
     routes = [{"receiver": route.name, "matchers": list(route.matchers), **dict(route.timing)} for route in spec.routes]
     return dump({

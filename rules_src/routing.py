@@ -13,48 +13,62 @@ _SECRETS = ("webhook_url", "password")
 
 def check_channels(c) -> None:
     """Each channel has its type's fields, and secrets only as `*_file` paths or `*_env` names."""
-    channels = c.data.get("channels") or {}
-    for name, spec in channels.items():
+    for name, spec in c.get(("channels",), {}).items():
         at = ("channels", name)
-        if not isinstance(spec, dict) or "type" not in spec:
-            c.fail(at, "missing required field 'type'")
+        if c.broken(at):
             continue
-        for field in _REQUIRED.get(spec["type"], ()):
-            present = [k for k in (field, field + "_file", field + "_env") if k in spec]
-            if not present:
-                wanted = f"'{field}_file' or '{field}_env'" if field in _SECRETS else f"'{field}'"
-                c.fail(at, f"missing required field {wanted}")
-        for stem in _SECRETS:
-            if stem + "_file" in spec and stem + "_env" in spec:
-                c.fail(at + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
-        for key, value in spec.items():
-            looks_secret = isinstance(value, str) and re.match(r"^[a-z]+://", value)
-            if key.endswith(("_file", "_env")) and looks_secret:
-                c.fail(at + (key,), "secret written inline (give a file path or an environment variable name)")
-            elif key.endswith("_env") and not _ENV_VAR.match(str(value)):
-                c.fail(at + (key,), "must be an environment variable name")
-            elif key.endswith("_file") and not str(value).startswith("/"):
-                c.fail(at + (key,), "must be an absolute file path")
-        if spec["type"] == "heartbeat" and set(spec) - {"type"}:
-            c.fail(at, "a heartbeat channel has no other field")
-    deadman = c.data.get("deadman") or {}
+        if "type" not in spec:
+            c.fail(at, "missing required field 'type'")
+        elif c.clean(at + ("type",)):
+            _channel_fields(c, at, spec)
+    deadman = c.get(("deadman",), {})
     if deadman:
-        _channel_refs(c, ("deadman", "channel"), [deadman.get("channel")])
-        if (channels.get(deadman.get("channel")) or {}).get("type") not in (None, "heartbeat"):
+        channel = c.get(("deadman", "channel"))
+        _channel_refs(c, ("deadman", "channel"), [channel])
+        if c.get(("channels", channel, "type")) not in (None, "heartbeat"):
             c.fail(("deadman", "channel"), "must be a heartbeat channel")
-        _channel_refs(c, ("deadman", "notify"), deadman.get("notify", []), indexed=True)
+        _channel_refs(c, ("deadman", "notify"), c.get(("deadman", "notify"), []), indexed=True)
         c.duration(("deadman", "timeout"), deadman.get("timeout"))
 
 
+def _channel_fields(c, at, spec) -> None:
+    for field in _REQUIRED[spec["type"]]:
+        present = [k for k in (field, field + "_file", field + "_env") if k in spec]
+        if not present:
+            wanted = f"'{field}_file' or '{field}_env'" if field in _SECRETS else f"'{field}'"
+            c.fail(at, f"missing required field {wanted}")
+    for stem in _SECRETS:
+        if stem + "_file" in spec and stem + "_env" in spec:
+            c.fail(at + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
+    for key, value in spec.items():
+        if c.broken(at + (key,)):
+            continue
+        looks_secret = isinstance(value, str) and re.match(r"^[a-z]+://", value)
+        if key.endswith(("_file", "_env")) and looks_secret:
+            c.fail(at + (key,), "secret written inline (give a file path or an environment variable name)")
+        elif key.endswith("_env") and not _ENV_VAR.match(str(value)):
+            c.fail(at + (key,), "must be an environment variable name")
+        elif key.endswith("_file") and not str(value).startswith("/"):
+            c.fail(at + (key,), "must be an absolute file path")
+    if spec["type"] == "heartbeat" and set(spec) - {"type"}:
+        c.fail(at, "a heartbeat channel has no other field")
+
+
 def _channel_refs(c, at, names, indexed=False) -> None:
+    if c.broken(at):
+        return
     for i, name in enumerate(names):
-        if name not in (c.data.get("channels") or {}):
+        if indexed and c.broken(at + (i,)):
+            continue
+        if name not in c.get(("channels",), {}):
             c.fail(at + (i,) if indexed else at, f"undefined channel {name!r}")
 
 
 def _matchers(c, at, texts) -> tuple[str, ...]:
     out = []
     for i, text in enumerate(texts):
+        if c.broken(at + (i,)):
+            continue
         if promql.parse_matcher(str(text)) is None:
             c.fail(at + (i,), f"bad matcher {text!r} (write name=\"value\", name!=\"value\", name=~\"re\" or name!~\"re\")")
         else:
@@ -64,49 +78,96 @@ def _matchers(c, at, texts) -> tuple[str, ...]:
 
 def routing_model(c, alerts: tuple[Alert, ...]) -> dict:
     """Routes and inhibitions, checked against the alerts they will see."""
-    spec = c.data.get("routing") or {}
+    spec = c.get(("routing",), {})
     timing = {}
     for key in ("group_wait", "group_interval", "repeat_interval", "resolve_timeout"):
         c.duration(("routing", key), spec.get(key))
         timing[key] = spec.get(key)
-    _channel_refs(c, ("routing", "default"), spec.get("default", []), indexed=True)
-    routes = []
-    for name, route in (spec.get("routes") or {}).items():
+    default = tuple(c.get(("routing", "default"), ()))
+    _channel_refs(c, ("routing", "default"), default, indexed=True)
+    routes, complete = _routes(c)
+    if complete and c.clean(("routing", "default")):  # with a route left out, where alerts go is unknown
+        _reach(c, routes, default, alerts)
+    inhibitions = tuple(_inhibition(c, name, alerts) for name in c.get(("routing", "inhibit"), {})
+                        if c.clean(("routing", "inhibit", name)))
+    _deadman_timing(c, routes, spec)
+    contract = _contract_routes(c)
+    _contract_covers(c, contract, alerts)
+    return dict(routing=timing | {"group_by": list(c.get(("routing", "group_by"), []))},
+                default_channels=default, routes=routes, inhibitions=inhibitions, contract_routes=contract)
+
+
+def _routes(c) -> tuple[tuple[Route, ...], bool]:
+    """The routes in order, and whether none had to be left out for a shape error."""
+    routes, complete = [], True
+    for name, route in c.get(("routing", "routes"), {}).items():
         at = ("routing", "routes", name)
-        _channel_refs(c, at + ("channels",), route.get("channels", []), indexed=True)
+        if not c.clean(at + ("matchers",), at + ("channels",)):
+            complete = False
+            continue
+        _channel_refs(c, at + ("channels",), route["channels"], indexed=True)
         own = tuple((k, route[k]) for k in ("group_wait", "group_interval", "repeat_interval") if k in route)
         for key, value in own:
             c.duration(at + (key,), value)
-        routes.append(Route(name, _matchers(c, at + ("matchers",), route.get("matchers", [])),
-                            tuple(route.get("channels", [])), own))
+        routes.append(Route(name, _matchers(c, at + ("matchers",), route["matchers"]), tuple(route["channels"]), own))
+    return tuple(routes), complete and not c.broken(("routing", "routes"))
+
+
+def _reach(c, routes, default, alerts) -> None:
     for alert in alerts:
         reached = next((r for r in routes if promql.selects(r.matchers, _static(alert), set(alert.carries))), None)
-        channels = reached.channels if reached else tuple(spec.get("default", []))
+        channels = reached.channels if reached else default
         if not channels:
             where = ("routing", "routes", reached.name, "channels") if reached else ("routing", "default")
             c.fail(where, f"alert {alert.name} reaches no channel")
-    inhibitions = []
-    for name, rule in (spec.get("inhibit") or {}).items():
-        at = ("routing", "inhibit", name)
-        source = _matchers(c, at + ("source",), rule.get("source", []))
-        target = _matchers(c, at + ("target",), rule.get("target", []))
-        for side, matchers in (("source", source), ("target", target)):
-            chosen = [a for a in alerts if promql.selects(matchers, _static(a), set(a.carries))]
-            if not chosen and not c.errors:  # after other errors, alerts may be missing from the model
-                c.fail(at + (side,), "matches no alert")
-            for label in rule.get("equal", []):
-                gaps = [a.name for a in chosen if label not in _static(a) and label not in a.carries]
-                if gaps:
-                    c.fail(at + ("equal",), f"label {label} is not carried by {', '.join(gaps)} ({side} side)")
-        inhibitions.append(Inhibition(source, target, tuple(rule.get("equal", []))))
-    _deadman_timing(c, routes, spec)
-    contract = ((c.data.get("contract") or {}).get("routes") or [])
-    for i, entry in enumerate(contract):
-        _channel_refs(c, ("contract", "routes", i, "channels"), entry.get("channels", []), indexed=True)
-    return dict(routing=timing | {"group_by": list(spec.get("group_by", []))},
-                default_channels=tuple(spec.get("default", [])), routes=tuple(routes),
-                inhibitions=tuple(inhibitions),
-                contract_routes=tuple((tuple(sorted(e["labels"].items())), tuple(e["channels"])) for e in contract))
+
+
+def _inhibition(c, name, alerts) -> Inhibition:
+    at = ("routing", "inhibit", name)
+    rule = c.get(at, {})
+    source = _matchers(c, at + ("source",), rule["source"])
+    target = _matchers(c, at + ("target",), rule["target"])
+    for side, matchers in (("source", source), ("target", target)):
+        chosen = [a for a in alerts if promql.selects(matchers, _static(a), set(a.carries))]
+        if not chosen and not c.errors:  # after other errors, alerts may be missing from the model
+            c.fail(at + (side,), "matches no alert")
+        for label in rule["equal"]:
+            gaps = [a.name for a in chosen if label not in _static(a) and label not in a.carries]
+            if gaps:
+                c.fail(at + ("equal",), f"label {label} is not carried by {', '.join(gaps)} ({side} side)")
+    return Inhibition(source, target, tuple(rule["equal"]))
+
+
+def _contract_routes(c) -> tuple:
+    """contract.routes as ((label, value) pairs, channels), each entry's channels checked."""
+    out = []
+    for i, entry in enumerate(c.get(("contract", "routes"), [])):
+        at = ("contract", "routes", i)
+        if c.clean(at):
+            _channel_refs(c, at + ("channels",), entry["channels"], indexed=True)
+            out.append((tuple(sorted(entry["labels"].items())), tuple(entry["channels"])))
+    return tuple(out)
+
+
+def _contract_covers(c, contract, alerts) -> None:
+    """Every alert's channels are promised: `dumont-rules check` verifies the routing against that promise."""
+    if not c.clean(("contract", "routes")):
+        return
+    for alert in alerts:
+        if alert.expected_severity and promised_channels(contract, alert) is None:
+            c.fail(("contract", "routes"), f"no entry gives the channels of {alert.name} "
+                                           f"(labels alertname: {alert.name}, or severity: {alert.expected_severity})")
+
+
+def promised_channels(contract_routes, alert: Alert) -> tuple[str, ...] | None:
+    """The channels contract.routes promises `alert`, or None when no entry covers it."""
+    # An entry naming the alert wins; else the first entry whose labels the alert has (with the
+    # contract's severity, not the rule's: what is promised must not come from what is rendered).
+    labels = {"alertname": alert.name, **dict(alert.labels), "severity": alert.expected_severity}
+    fitting = [(entry, channels) for entry, channels in contract_routes
+               if all(labels.get(k) == v for k, v in entry)]
+    named = [channels for entry, channels in fitting if "alertname" in dict(entry)]
+    return (named or [channels for _, channels in fitting] or [None])[0]
 
 
 def _static(alert: Alert) -> dict[str, str]:
@@ -116,10 +177,9 @@ def _static(alert: Alert) -> dict[str, str]:
 
 def _deadman_timing(c, routes, spec) -> None:
     """The heartbeat must arrive well inside the dead man's timeout, or the switch fires on a healthy pipeline."""
-    deadman = c.data.get("deadman") or {}
-    timeout = units.parse_duration(deadman.get("timeout"))
+    timeout = units.parse_duration(c.get(("deadman", "timeout")))
     for route in routes:
-        if deadman.get("channel") in route.channels and timeout:
+        if c.get(("deadman", "channel")) in route.channels and timeout:
             own = dict(route.timing)
             every = max(units.parse_duration(own.get(k, spec.get(k))) or 0 for k in ("group_interval", "repeat_interval"))
             if timeout <= 2 * every:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import jsonschema
 
-from .loader import Marks, SpecError
+from .loader import Marks, SpecError, dotted
 
 SEVERITIES = ("critical", "warning", "info")
+OPS = (">", ">=", "<", "<=", "==")
 # Secrets must be references; these keys would hold them inline.
 INLINE_SECRETS = {"webhook_url": "webhook_url_file or webhook_url_env",
                   "password": "password_file or password_env",
@@ -30,7 +31,7 @@ _TEST = _obj({"gauge": _STR, "age": _STR, "ratio": {**_STRS, "minItems": 2, "max
 _RUNBOOK = _obj({"meaning": _STR, "steps": _STRS}, ("meaning", "steps"))
 _ALERT_PROPS = {
     "group": _STR, "severity": _STR, "expr": _STR, "value": _STR,
-    "op": {"enum": [">", ">=", "<", "<=", "=="]}, "unit": {"enum": ["ratio", "seconds", "usd_per_hour", "number"]},
+    "op": {"enum": list(OPS)}, "unit": {"enum": ["ratio", "seconds", "usd_per_hour", "number"]},
     "threshold": _SCALAR, "for": _STR, "keep_firing_for": _STR, "carries": _STRS,
     "overrides": {"type": "object", "additionalProperties": _obj({"match": _LABELS, "threshold": _SCALAR},
                                                                 ("match", "threshold"))},
@@ -38,6 +39,9 @@ _ALERT_PROPS = {
     "runbook_url": _STR,
 }
 _ALERT = _obj(_ALERT_PROPS)
+# The rendered files need all of these; an overlay may change them but the merged spec must have them.
+_ENDPOINTS = ("prometheus", "alertmanager", "exporter", "receiver")
+_TIMINGS = ("group_by", "group_wait", "group_interval", "repeat_interval", "resolve_timeout")
 # A route without channels would render an Alertmanager receiver that tells nobody.
 _ROUTE = _obj({"matchers": _STRS, "channels": {**_STRS, "minItems": 1}, "group_wait": _STR, "group_interval": _STR,
                "repeat_interval": _STR}, ("matchers", "channels"))
@@ -48,13 +52,15 @@ _CHANNEL = _obj({"type": {"enum": ["slack", "email", "heartbeat"]}, "webhook_url
 
 SCHEMA = _obj({
     "params": {"type": "object", "additionalProperties": _SCALAR},
-    "prometheus": _obj({"scrape_interval": _STR, "evaluation_interval": _STR, "external_labels": _LABELS}),
-    "endpoints": _obj({name: _STR for name in ("prometheus", "alertmanager", "exporter", "receiver")}),
+    "prometheus": _obj({"scrape_interval": _STR, "evaluation_interval": _STR, "external_labels": _LABELS},
+                       ("scrape_interval", "evaluation_interval")),
+    "endpoints": _obj({name: _STR for name in _ENDPOINTS}, _ENDPOINTS),
     "receiver_token_file": _STR,
     "runbook_url": _STR,
     "contract": _obj({
         "alerts": {"type": "object", "additionalProperties": _obj(
-            {"severity": _STR, "threshold": _SCALAR, "overrides": {"type": "object", "additionalProperties": _SCALAR}},
+            {"severity": _STR, "op": {"enum": list(OPS)}, "threshold": _SCALAR,
+             "overrides": {"type": "object", "additionalProperties": _SCALAR}},
             ("severity",))},
         "routes": {"type": "array", "items": _obj({"labels": _LABELS, "channels": _STRS}, ("labels", "channels"))},
     }),
@@ -64,18 +70,32 @@ SCHEMA = _obj({
     "routing": _obj({"group_by": _STRS, "group_wait": _STR, "group_interval": _STR, "repeat_interval": _STR,
                      "resolve_timeout": _STR, "default": _STRS, "routes": {"type": "object", "additionalProperties": _ROUTE},
                      "inhibit": {"type": "object", "additionalProperties": _obj(
-                         {"source": _STRS, "target": _STRS, "equal": _STRS}, ("source", "target", "equal"))}}),
+                         {"source": _STRS, "target": _STRS, "equal": _STRS}, ("source", "target", "equal"))}},
+                    _TIMINGS),
     "channels": {"type": "object", "additionalProperties": _CHANNEL},
     "deadman": _obj({"channel": _STR, "timeout": _STR, "notify": _STRS}, ("channel", "timeout", "notify")),
 }, ("params", "prometheus", "endpoints", "receiver_token_file", "runbook_url", "contract", "recording",
     "alerts", "meta", "routing", "channels", "deadman"))
 
 
-def check_shape(data: dict, marks: Marks) -> list[SpecError]:
-    """Every shape error of `data`, each at its own field."""
-    errors = []
+# The base file that holds each top-level field (docs/rules.md): a missing one is reported there.
+HOME = {"params": "config.yaml", "prometheus": "config.yaml", "endpoints": "config.yaml",
+        "receiver_token_file": "config.yaml", "runbook_url": "config.yaml", "contract": "contract.yaml",
+        "recording": "recording.yaml", "alerts": "alerts.yaml", "meta": "meta.yaml", "routing": "routing.yaml",
+        "channels": "channels.yaml", "deadman": "channels.yaml"}
+
+
+def check_shape(data: dict, marks: Marks) -> tuple[list[SpecError], frozenset[tuple]]:
+    """Every shape error of `data`, each at its own field, and the paths whose values have the wrong shape."""
+    # validate.py skips its checks on those paths: a value of the wrong shape would only give
+    # follow-up errors, or crash a check that relies on the shape.
+    errors, broken = [], set()
     for err in jsonschema.Draft202012Validator(SCHEMA).iter_errors(data):
         path = tuple(err.absolute_path)
+        if err.validator == "required":
+            broken.update(path + (key,) for key in err.validator_value if key not in err.instance)
+        elif err.validator != "additionalProperties":  # an unknown field is never read, so nothing is broken
+            broken.add(path)
         if err.validator == "additionalProperties":
             allowed = err.schema.get("properties", {})
             for key in sorted(k for k in err.instance if k not in allowed):
@@ -83,14 +103,16 @@ def check_shape(data: dict, marks: Marks) -> list[SpecError]:
                 message = f"secret written inline (use {hint})" if hint else "unknown field"
                 errors.append(marks.error(path + (key,), message))
         elif err.validator == "required":
-            errors.append(marks.error(path, f"missing required field {err.message.split()[0]}"))
+            key = err.message.split()[0]
+            file, line = marks.locate(path or (key.strip("'"),))  # a top-level field: where it belongs (HOME)
+            errors.append(SpecError(file, line, dotted(path), f"missing required field {key}"))
         elif err.validator == "enum":
             errors.append(marks.error(path, "must be one of " + ", ".join(map(str, err.validator_value))))
         elif err.validator == "type":
             errors.append(marks.error(path, f"must be {_TYPES.get(str(err.validator_value), err.validator_value)}"))
         else:
             errors.append(marks.error(path, err.message))
-    return errors
+    return errors, frozenset(broken)
 
 
 _TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",

@@ -16,8 +16,26 @@ class WriteError(Exception):
         self.failures = failures
 
 
+class UnsafePath(Exception):
+    """A rendered path would land outside the output directory; nothing was written."""
+
+
+def check_paths(rendered: dict[str, dict[str, str]]) -> None:
+    """Raise UnsafePath for any env or file path that would leave <out>/<env>/."""
+    # Validation keeps names plain; this holds whatever the renderer produces. The text alone decides:
+    # the staging directory is new, so no symlink inside it can redirect a write.
+    for env, files in rendered.items():
+        if env in ("", ".", "..") or Path(env).name != env:
+            raise UnsafePath(f"environment {env!r} is not a plain directory name")
+        for rel in files:
+            path = Path(rel)
+            if path.is_absolute() or not path.parts or any(part in (".", "..") for part in path.parts):
+                raise UnsafePath(f"{env}/{rel} would be written outside {env}/")
+
+
 def stage(out: Path, rendered: dict[str, dict[str, str]]) -> Path:
     """A temp dir beside `out` (same filesystem, so renames are atomic) holding `rendered` by env."""
+    check_paths(rendered)
     out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
     # mkdtemp makes 0700 directories; the swapped-in generated/ must be as readable as any other

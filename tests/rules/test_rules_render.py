@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.rules.rules_helpers import REPO, TESTDATA, edit
 from rules_src.cli import main
 from rules_src.render import render
 from rules_src.spec import load
 from rules_src.tools import check_env
-from rules_src.writer import stage
+from rules_src.writer import UnsafePath, stage
 
 GOLDEN = TESTDATA / "golden"
 
@@ -59,6 +60,47 @@ def test_good_spec_passes_promtool_and_amtool(good, tmp_path, tools):
     steps = check_env(root / "test", spec)
     assert [s.title for s in steps if not s.ok] == []
     assert len(steps) == 4 + 3 + len(spec.alerts)  # promtool x3, amtool check-config, contract routes, alerts
+
+
+# Placed before the severity routes, it sends DiskAlmostFull (critical) to the warning channel; the
+# contract promises slack-oncall. The generator's own routing would agree with itself: the contract must not.
+MISROUTE = ("  routes:\n", '  routes:\n    disk:\n      matchers: [alertname="DiskAlmostFull"]\n      channels: [slack-alerts]\n')
+
+
+def test_a_route_that_breaks_the_contract_fails_amtool(good, tmp_path, tools):
+    edit(good / "routing.yaml", *MISROUTE)
+    spec, errors = load("test", good)
+    assert errors == []
+    root = stage(tmp_path / "out", {"test": render(spec)})
+    failed = [(s.title, s.output) for s in check_env(root / "test", spec) if not s.ok]
+    assert failed == [("test: amtool config routes test DiskAlmostFull -> slack-oncall",
+                       "amtool routes it to disk, which post to slack-alerts; "
+                       "rules_src/contract.yaml promises slack-oncall")]
+
+
+def test_a_project_route_that_breaks_the_contract_fails_check(rules_copy, tmp_path, tools, capsys):
+    edit(rules_copy / "routing.yaml", "  routes:\n",
+         '  routes:\n    machinedown:\n      matchers: [alertname="MachineDown"]\n      channels: [email-team]\n')
+    assert main(["--spec", str(rules_copy), "generate", "--env", "prod", "--out", str(tmp_path / "generated")]) == 1
+    assert ("FAIL prod: amtool config routes test MachineDown -> slack-oncall, email-oncall\n"
+            "     amtool routes it to machinedown, which post to email-team; "
+            "rules_src/contract.yaml promises email-oncall, slack-oncall\n") in capsys.readouterr().out
+    assert not (tmp_path / "generated").exists()
+
+
+def test_heartbeats_are_never_sent_resolved(good):
+    # A resolved Watchdog arrives when Prometheus stops; counted as a heartbeat, it would delay the dead man's switch.
+    am = yaml.safe_load(rendered(good, "test")["alertmanager/alertmanager.yml"])
+    sends = {w["url"].rsplit("/", 1)[-1]: w["send_resolved"] for r in am["receivers"] for w in r["webhook_configs"]}
+    assert sends == {"watchdog": False, "slack-oncall": True, "slack-alerts": True}
+
+
+@pytest.mark.parametrize("env, rel", [("test", "prometheus/rules/../../../../escaped.yml"), ("test", "{tmp}/escaped.yml"),
+                                      ("..", "escaped.yml")])
+def test_the_writer_refuses_paths_outside_the_output(tmp_path, env, rel):
+    with pytest.raises(UnsafePath):
+        stage(tmp_path / "out" / "generated", {env: {rel.format(tmp=tmp_path): "x"}})
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
 
 
 def test_missing_binary_fails_instead_of_skipping(good, tmp_path, monkeypatch):
