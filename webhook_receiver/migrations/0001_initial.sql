@@ -30,9 +30,12 @@ CREATE TABLE events (
     annotations   TEXT NOT NULL,      -- JSON object
     generator_url TEXT NOT NULL,
     received_at   REAL NOT NULL,
-    episode       INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (fingerprint, status, starts_at, episode)
+    episode       INTEGER NOT NULL DEFAULT 0
 );
+-- A firing is the same change within one episode; a resolution is the same when its endsAt is (retries
+-- and both Alertmanagers of a pair agree on it).
+CREATE UNIQUE INDEX events_firing ON events (fingerprint, starts_at, episode) WHERE status = 'firing';
+CREATE UNIQUE INDEX events_resolved ON events (fingerprint, starts_at, ends_at) WHERE status = 'resolved';
 CREATE INDEX events_received ON events (received_at);
 CREATE INDEX events_alertname ON events (alertname);
 

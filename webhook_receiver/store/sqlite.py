@@ -24,14 +24,19 @@ from webhook_receiver.store.sqlite_relay import COUNT, RelayQueries
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
     " external_url, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# The episode is the number of resolutions of this fingerprint and startsAt stored before; a row that
+# the partial unique indexes already hold is ignored (see the migration).
 _INSERT_EVENT = (
-    "INSERT INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels, annotations,"
-    " generator_url, received_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-# A resolution is the same one when its endsAt is: retries and both Alertmanagers of a pair agree on it.
-_FIND_RESOLVED = ("SELECT id FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
-                  " AND ends_at IS ?")
-_COUNT_RESOLVED = "SELECT count(*) FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
-_FIND_FIRING = "SELECT id FROM events WHERE fingerprint = ? AND status = 'firing' AND starts_at = ? AND episode = ?"
+    "INSERT OR IGNORE INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels,"
+    " annotations, generator_url, received_at, episode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+    " (SELECT count(*) FROM events WHERE fingerprint = ?1 AND status = 'resolved' AND starts_at = ?3))"
+    " RETURNING id, episode")
+_FIND_EVENT = {  # the stored row that made _INSERT_EVENT ignore its copy
+    "firing": "SELECT id FROM events WHERE fingerprint = ? AND status = 'firing' AND starts_at = ?"
+              " ORDER BY episode DESC LIMIT 1",
+    "resolved": "SELECT id FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
+                " AND ends_at IS ?",
+}
 # Keep the newest state: a later episode, or the resolution of the same episode; never go back.
 _UPSERT_ALERT = (
     "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity) VALUES (?, ?, ?, ?, ?, ?)"
@@ -292,17 +297,12 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         again after Alertmanager resolved it (same startsAt) is a new episode. The price: an HA peer's
         copy of a firing that arrives after the other peer's resolution reads as a re-fire too.
         """
-        fingerprint, status, starts_at, ends_at = event_row[:4]
-        if status == "resolved":
-            found = conn.execute(_FIND_RESOLVED, (fingerprint, starts_at, ends_at)).fetchone()
-            if found:
-                return found[0], False
-        episode = conn.execute(_COUNT_RESOLVED, (fingerprint, starts_at)).fetchone()[0]
-        if status == "firing":
-            found = conn.execute(_FIND_FIRING, (fingerprint, starts_at, episode)).fetchone()
-            if found:
-                return found[0], False
-        event_id = conn.execute(_INSERT_EVENT, (*event_row, episode)).lastrowid
+        inserted = conn.execute(_INSERT_EVENT, event_row).fetchall()
+        if not inserted:
+            fingerprint, status, starts_at, ends_at = event_row[:4]
+            key = (fingerprint, starts_at) + ((ends_at,) if status == "resolved" else ())
+            return conn.execute(_FIND_EVENT[status], key).fetchone()[0], False
+        (event_id, episode), = inserted
         conn.execute(_UPSERT_ALERT, (alert_row[0], event_id, *alert_row[1:3], episode, alert_row[3]))
         return event_id, True
 
