@@ -125,46 +125,45 @@ def test_html_page_filters_and_pages(client, filled):
     assert bad.status_code == 400 and "limit: expected an integer" in bad.get_data(as_text=True)
 
 
-def test_history_token(config_values, tmp_path):
+@pytest.fixture
+def guarded_client(config_values, tmp_path):
+    """A client of an app whose history needs the token h1st0ry."""
     token_file = tmp_path / "history_token"
     token_file.write_text("h1st0ry\n")
     app = create_app({**config_values, "history_token_file": str(token_file)})
     app.extensions["dumont.store"].migrate()
     try:
-        client = app.test_client()
-        for path in ("/", "/api/v1/history", "/api/v1/alerts"):
-            assert client.get(path).status_code == 401
-            assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-            assert client.get(path, headers={"Authorization": "Bearer h1st0ry"}).status_code == 200
-        assert client.get("/api/v1/history?token=h1st0ry").status_code == 401
-        client.set_cookie("dumont_history_token", "h1st0ry")
-        assert client.get("/").status_code == 200  # the page takes the cookie
-        assert client.get("/api/v1/history").status_code == 401  # the API only a bearer token
-        assert client.get("/-/healthy").status_code == 200  # operations stay open
+        yield app.test_client()
     finally:
         app.extensions["dumont.store"].close()
 
 
-def test_a_person_signs_in_on_the_page_and_keeps_the_token_in_a_cookie(config_values, tmp_path):
-    token_file = tmp_path / "history_token"
-    token_file.write_text("h1st0ry\n")
-    app = create_app({**config_values, "history_token_file": str(token_file)})
-    app.extensions["dumont.store"].migrate()
-    try:
-        client = app.test_client()
-        asked = client.get("/?severity=critical")
-        assert asked.status_code == 401 and asked.mimetype == "text/html"
-        assert 'name="next" value="/?severity=critical"' in asked.get_data(as_text=True)
-        wrong = client.post("/sign-in", data={"token": "nope", "next": "/?severity=critical"})
-        assert wrong.status_code == 401 and "That is not the history token." in wrong.get_data(as_text=True)
-        assert client.get("/").status_code == 401
-        signed_in = client.post("/sign-in", data={"token": "h1st0ry", "next": "/?severity=critical"})
-        assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/?severity=critical"
-        cookie = signed_in.headers["Set-Cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-        assert client.get("/?severity=critical").status_code == 200
-        assert client.get("/api/v1/history").status_code == 401  # the API still wants a bearer token
-        elsewhere = client.post("/sign-in", data={"token": "h1st0ry", "next": "//evil.example/"})
-        assert elsewhere.headers["Location"] == "/"  # never redirects off the receiver
-    finally:
-        app.extensions["dumont.store"].close()
+def test_history_token(guarded_client):
+    client = guarded_client
+    for path in ("/", "/api/v1/history", "/api/v1/alerts"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer h1st0ry"}).status_code == 200
+    assert client.get("/api/v1/history?token=h1st0ry").status_code == 401
+    client.set_cookie("dumont_history_token", "h1st0ry")
+    assert client.get("/").status_code == 200  # the page takes the cookie
+    assert client.get("/api/v1/history").status_code == 401  # the API only a bearer token
+    assert client.get("/-/healthy").status_code == 200  # operations stay open
+
+
+def test_a_person_signs_in_on_the_page_and_keeps_the_token_in_a_cookie(guarded_client):
+    client = guarded_client
+    asked = client.get("/?severity=critical")
+    assert asked.status_code == 401 and asked.mimetype == "text/html"
+    assert 'name="next" value="/?severity=critical"' in asked.get_data(as_text=True)
+    wrong = client.post("/sign-in", data={"token": "nope", "next": "/?severity=critical"})
+    assert wrong.status_code == 401 and "That is not the history token." in wrong.get_data(as_text=True)
+    assert client.get("/").status_code == 401
+    signed_in = client.post("/sign-in", data={"token": "h1st0ry", "next": "/?severity=critical"})
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/?severity=critical"
+    cookie = signed_in.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/?severity=critical").status_code == 200
+    assert client.get("/api/v1/history").status_code == 401  # the API still wants a bearer token
+    elsewhere = client.post("/sign-in", data={"token": "h1st0ry", "next": "//evil.example/"})
+    assert elsewhere.headers["Location"] == "/"  # never redirects off the receiver
