@@ -63,8 +63,13 @@ def brief(output: str) -> str:
         if not passed and not line.startswith("Warning: --config.file"):
             keep.append(line)
     if any(line.startswith("Unit Testing") for line in keep) and any("FAILED" in line for line in keep):
-        keep.append("(a generated test failed: the rule disagrees with rules_src/contract.yaml, "
-                    "or the alert's `test` section does not produce its value)")
+        # promtool names an alert test's failure by `alertname:`, a recording rule test's by `expr:`.
+        if any(line.strip().startswith("alertname:") for line in keep):
+            keep.append("(a generated test failed: the rule disagrees with rules_src/contract.yaml, "
+                        "or the alert's `test` section does not produce its value)")
+        if any(line.strip().startswith("expr:") for line in keep):
+            keep.append("(a generated test failed: the recording rule does not record what its `test` in "
+                        "rules_src/recording.yaml expects)")
     return "\n".join(keep)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import yaml
 
 from .model import Spec
+from .promtool_tests import record_test_file
 
 
 def crosscheck(spec: Spec, files: dict[str, str]) -> list[str]:
@@ -35,4 +36,7 @@ def crosscheck(spec: Spec, files: dict[str, str]) -> list[str]:
         tests = files.get(f"prometheus/tests/{alert.name}.yml", "")
         if f"alertname: {alert.name}\n" not in tests:
             errors.append(f"{where}prometheus/tests: no test case for {alert.name}")
+    for record in (r for group in spec.recording for r in group.records if r.test):
+        if f"expr: {record.name}\n" not in files.get(f"prometheus/tests/{record_test_file(record.name)}", ""):
+            errors.append(f"{where}prometheus/tests: no test case for recording rule {record.name}")
     return errors

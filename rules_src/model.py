@@ -1,7 +1,12 @@
 """The validated spec of one environment: plain frozen dataclasses that the renderers read."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Rule groups and alerts name generated files (prometheus/rules/<group>.yml, runbooks/<alert>.md):
+# plain identifiers only, so that no name can reach outside generated/<env>/.
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,34 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class RecordTest:
+    """Input series, and the samples a recording rule must record from them at `at` (stated, never derived)."""
+
+    interval: float  # between input samples, and between the test's rule evaluations
+    at: float
+    inputs: tuple[tuple[str, str], ...]  # (series, promtool values notation)
+    expected: tuple[tuple[tuple[tuple[str, str], ...], float], ...]  # (labels, value)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One recording rule; dashboards rely on those no alert reads, so they carry a test of their own."""
+
+    name: str
+    expr: str
+    test: RecordTest | None = None
+
+
+@dataclass(frozen=True)
+class RecordingGroup:
+    """The recording rules of one rule group, and the group's own evaluation interval (0: the environment's)."""
+
+    name: str
+    records: tuple[Record, ...]
+    interval: float = 0.0
+
+
+@dataclass(frozen=True)
 class Route:
     """Alerts matching all `matchers` go to `channels`, with optional timing of their own."""
 
@@ -85,7 +118,7 @@ class Spec:
     external_labels: tuple[tuple[str, str], ...]
     endpoints: dict
     receiver_token_file: str
-    recording: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (group, ((record, expr), ...))
+    recording: tuple[RecordingGroup, ...]
     alerts: tuple[Alert, ...]
     routing: dict  # group_by and the root timings
     default_channels: tuple[str, ...]
@@ -98,5 +131,9 @@ class Spec:
     @property
     def groups(self) -> tuple[str, ...]:
         """Rule groups in a stable order: one rule file each."""
-        names = {g for g, _ in self.recording} | {a.group for a in self.alerts}
+        names = {g.name for g in self.recording} | {a.group for a in self.alerts}
         return tuple(sorted(names))
+
+    def interval_of(self, group: str) -> float:
+        """A rule group's own evaluation interval; 0 when it runs at the environment's."""
+        return next((g.interval for g in self.recording if g.name == group), 0.0)

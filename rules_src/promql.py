@@ -8,6 +8,8 @@ PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _NAME = re.compile(r"(?<![A-Za-z0-9_:.])([A-Za-z_:][A-Za-z0-9_:]*)(?![A-Za-z0-9_:])")
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+_SERIES = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(.*)\})?\s*", re.S)
+_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
 def substitute(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
@@ -39,6 +41,30 @@ def parse_matcher(text: str) -> tuple[str, str, str] | None:
         except re.error:
             return None
     return name, op, value
+
+
+def parse_series(text: str) -> tuple[str, dict[str, str]] | None:
+    """`name{a="1"}` -> ('name', {'a': '1'}); the name or the braces may be left out; None when it is no series."""
+    match = _SERIES.fullmatch(text)
+    if match is None or (match.group(1) is None and match.group(2) is None):
+        return None
+    body, labels, pos = (match.group(2) or "").strip(), {}, 0
+    while pos < len(body):
+        pair = _PAIR.match(body, pos)
+        if pair is None or pair.group(1) in labels:
+            return None
+        try:
+            labels[pair.group(1)] = json.loads(f'"{pair.group(2)}"')
+        except ValueError:
+            return None
+        pos = pair.end()
+    return match.group(1) or "", labels
+
+
+def render_series(name: str, labels: dict[str, str]) -> str:
+    """A series in the one form the generated tests use: labels sorted, values quoted."""
+    pairs = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
+    return f"{name}{{{pairs}}}" if pairs else name
 
 
 def render_matcher(text: str) -> str:

@@ -1,9 +1,11 @@
-"""promtool unit tests for every alert, derived from the contract's thresholds and the alert's durations.
+"""promtool unit tests for every alert, derived from the contract's thresholds and the alert's durations,
+and for every recording rule that has a `test` in recording.yaml.
 
 The values straddle the threshold the contract states (rules_src/contract.yaml), not the one the rule
 renders, so a threshold changed in only one of the two places fails a test. Each threshold gets: fires
 after `for` just beyond it, with exact labels and annotations; silent before `for`; resolved after the
 value returns to normal; silent at the threshold (when the driver is exact) and just on the safe side.
+A recording rule's test is written out as stated: its expected samples are never derived from the rule.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 
 from . import gotemplate, promql, units
 from .drivers import label_set, series
-from .model import Alert, Spec
+from .model import Alert, Record, Spec
 from .yamltext import dump
 
 _SCENARIO_VALUES = {  # op -> (firing value, silent values), as offsets in threshold steps
@@ -20,18 +22,46 @@ _SCENARIO_VALUES = {  # op -> (firing value, silent values), as offsets in thres
 
 
 def test_files(spec: Spec) -> dict[str, str]:
-    """One promtool test file per alert: {file name: YAML text with a comment per case}."""
-    rule_files = [f"../rules/{group}.yml" for group in spec.groups]
+    """One promtool test file per alert and per tested recording rule: {file name: YAML text, a comment per case}."""
     files = {}
     for alert in spec.alerts:
         cases = _watchdog_cases(spec, alert) if alert.expr else _threshold_cases(spec, alert)
-        text = dump({"rule_files": rule_files, "evaluation_interval": units.format_duration(spec.evaluation_interval)})
-        text += "tests:\n"
-        for comment, case in cases:
-            body = dump([case])
-            text += f"  # {comment}\n" + "".join(f"  {line}\n" for line in body.splitlines())
-        files[f"{alert.name}.yml"] = text
+        files[f"{alert.name}.yml"] = _file(spec, spec.evaluation_interval, cases)
+    # A recording rule's test evaluates the rules every test.interval (promtool ignores a group's own
+    # interval): the rule has recorded a sample at exactly `at`, and a year is not millions of evaluations.
+    for record in (r for group in spec.recording for r in group.records if r.test):
+        files[record_test_file(record.name)] = _file(spec, record.test.interval, [_record_case(record)])
     return files
+
+
+def record_test_file(record: str) -> str:
+    """`level.metric.operations.yml`: no colon in a file name, and no alert's name has a dot."""
+    return record.replace(":", ".") + ".yml"
+
+
+def _file(spec: Spec, evaluation_interval: float, cases: list[tuple[str, dict]]) -> str:
+    text = dump({"rule_files": [f"../rules/{group}.yml" for group in spec.groups],
+                 "evaluation_interval": units.format_duration(evaluation_interval)})
+    text += "tests:\n"
+    for comment, case in cases:
+        body = dump([case])
+        text += f"  # {comment}\n" + "".join(f"  {line}\n" for line in body.splitlines())
+    return text
+
+
+def _record_case(record: Record) -> tuple[str, dict]:
+    test = record.test
+    samples = [{"labels": promql.render_series(record.name, dict(labels)), "value": _plain_number(value)}
+               for labels, value in test.expected]
+    return (f"{record.name}: from the input series below, the rule records exactly these samples at "
+            f"{_duration(test.at)} (rules_src/recording.yaml states them).",
+            {"name": f"{record.name}: records the stated samples", "interval": _duration(test.interval),
+             "input_series": [{"series": series, "values": values} for series, values in test.inputs],
+             "promql_expr_test": [{"expr": record.name, "eval_time": _duration(test.at), "exp_samples": samples}]})
+
+
+def _plain_number(value: float) -> float | int:
+    return int(value) if value == int(value) and abs(value) < 1e15 else value
 
 
 def _duration(seconds: float) -> str:

@@ -35,7 +35,7 @@ def render(spec: Spec) -> dict[str, str]:
     files = {"prometheus/prometheus.yml": _prometheus(spec), "alertmanager/alertmanager.yml": _alertmanager(spec),
              "receiver/channels.yml": dump({"channels": spec.channels, "deadman": spec.deadman})}
     for group in spec.groups:
-        files[f"prometheus/rules/{group}.yml"] = dump({"groups": [{"name": f"dumont-{group}", "rules": rule_list(spec, group)}]})
+        files[f"prometheus/rules/{group}.yml"] = dump({"groups": [_group(spec, group)]})
     files.update({f"prometheus/tests/{name}": text for name, text in test_files(spec).items()})
     files["runbooks/index.md"] = _TEMPLATES.get_template("index.md.j2").render(spec=spec, rows=_runbook_rows(spec))
     for alert, row in zip(spec.alerts, _runbook_rows(spec)):
@@ -44,9 +44,17 @@ def render(spec: Spec) -> dict[str, str]:
     return {path: header(spec, "<!--" if path.endswith(".md") else "#") + text for path, text in sorted(files.items())}
 
 
+def _group(spec: Spec, group: str) -> dict:
+    """One plain rule group; `interval` only where the spec gives the group its own (Thanos and Mimir read it too)."""
+    out = {"name": f"dumont-{group}", "rules": rule_list(spec, group)}
+    if spec.interval_of(group):
+        out["interval"] = units.format_duration(spec.interval_of(group))
+    return out
+
+
 def rule_list(spec: Spec, group: str) -> list[dict]:
     """A group's rules: its recording rules first, so its alerts read values of the same evaluation."""
-    rules = [{"record": name, "expr": expr} for g, records in spec.recording if g == group for name, expr in records]
+    rules = [{"record": r.name, "expr": r.expr} for g in spec.recording if g.name == group for r in g.records]
     rules += [rule for alert in spec.alerts if alert.group == group for rule in alert_rules(alert)]
     if not rules:
         raise RenderError(f"rule group {group} would be empty")

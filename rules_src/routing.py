@@ -5,10 +5,37 @@ import re
 
 from . import promql, units
 from .model import Alert, Inhibition, Route
+from .schema import INLINE_SECRETS
 
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _REQUIRED = {"slack": ("webhook_url",), "email": ("to", "from", "smarthost"), "heartbeat": ()}
 _SECRETS = ("webhook_url", "password")
+# Fields that name or address something and are rendered into receiver/channels.yml as they are: a URL
+# or credential in one is a secret written inline (a Slack webhook URL pasted as `channel`, a
+# smtp://user:password@host smarthost). `_SECRET_OF` says where the channel type's secret belongs.
+_PLAIN = ("channel", "to", "from", "smarthost", "username")
+_SECRET_OF = {"slack": "webhook_url", "email": "password"}
+_REFERENCE_HINT = {"_file": "give the path of a file that holds it",
+                   "_env": "give the name of an environment variable that holds it"}
+
+
+def looks_secret(value) -> bool:
+    """Whether `value` looks like a URL or a credential: what the spec may only reference, never hold."""
+    return isinstance(value, str) and ("://" in value or "hooks.slack.com" in value)
+
+
+def check_reference(c, at: tuple) -> None:
+    """The `*_file` or `*_env` field at `at` names where a secret is (an absolute path, a variable name)."""
+    value = c.get(at)
+    if value is None:
+        return
+    suffix = "_file" if at[-1].endswith("_file") else "_env"
+    if looks_secret(value):
+        c.fail(at, f"secret written inline ({_REFERENCE_HINT[suffix]})")
+    elif suffix == "_env" and not _ENV_VAR.match(str(value)):
+        c.fail(at, "must be an environment variable name")
+    elif suffix == "_file" and not str(value).startswith("/"):
+        c.fail(at, "must be an absolute file path")
 
 
 def check_channels(c) -> None:
@@ -40,18 +67,23 @@ def _channel_fields(c, at, spec) -> None:
     for stem in _SECRETS:
         if stem + "_file" in spec and stem + "_env" in spec:
             c.fail(at + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
-    for key, value in spec.items():
-        if c.broken(at + (key,)):
-            continue
-        looks_secret = isinstance(value, str) and re.match(r"^[a-z]+://", value)
-        if key.endswith(("_file", "_env")) and looks_secret:
-            c.fail(at + (key,), "secret written inline (give a file path or an environment variable name)")
-        elif key.endswith("_env") and not _ENV_VAR.match(str(value)):
-            c.fail(at + (key,), "must be an environment variable name")
-        elif key.endswith("_file") and not str(value).startswith("/"):
-            c.fail(at + (key,), "must be an absolute file path")
+    for key in spec:
+        if key.endswith(("_file", "_env")):
+            check_reference(c, at + (key,))
+        elif key in _PLAIN:
+            _plain(c, at + (key,), spec["type"])
     if spec["type"] == "heartbeat" and set(spec) - {"type"}:
         c.fail(at, "a heartbeat channel has no other field")
+
+
+def _plain(c, at: tuple, kind: str) -> None:
+    """A field that is no secret must not hold one; a list (`to`) is checked item by item."""
+    value = c.get(at)
+    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+    where = INLINE_SECRETS[_SECRET_OF[kind]] if kind in _SECRET_OF else "a *_file or *_env field"
+    for i, item in items:
+        if looks_secret(item):
+            c.fail(at if i is None else at + (i,), f"must not hold a URL or credential (a secret goes in {where})")
 
 
 def _channel_refs(c, at, names, indexed=False) -> None:

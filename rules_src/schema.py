@@ -45,6 +45,14 @@ _TIMINGS = ("group_by", "group_wait", "group_interval", "repeat_interval", "reso
 # A route without channels would render an Alertmanager receiver that tells nobody.
 _ROUTE = _obj({"matchers": _STRS, "channels": {**_STRS, "minItems": 1}, "group_wait": _STR, "group_interval": _STR,
                "repeat_interval": _STR}, ("matchers", "channels"))
+# A recording rule is its PromQL, or {expr, test} when it has a test; `interval` is the group's own
+# (record names always hold two colons, so none can be called `interval`).
+_RECORD_TEST = _obj({"interval": _STR, "input": {"type": "object", "additionalProperties": _SCALAR, "minProperties": 1},
+                     "at": _STR, "expect": {"type": "object", "additionalProperties": {"type": "number"},
+                                            "minProperties": 1}}, ("interval", "input", "at", "expect"))
+_RECORD = {"type": ["string", "object"], "properties": {"expr": _STR, "test": _RECORD_TEST}, "required": ["expr"],
+           "additionalProperties": False}
+_RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR}, "additionalProperties": _RECORD}
 _CHANNEL = _obj({"type": {"enum": ["slack", "email", "heartbeat"]}, "webhook_url_file": _STR,
                  "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,
                  "require_tls": {"type": "boolean"}, "username": _STR, "password_file": _STR,
@@ -64,7 +72,7 @@ SCHEMA = _obj({
             ("severity",))},
         "routes": {"type": "array", "items": _obj({"labels": _LABELS, "channels": _STRS}, ("labels", "channels"))},
     }),
-    "recording": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _STR}},
+    "recording": {"type": "object", "additionalProperties": _RECORDING_GROUP},
     "alerts": {"type": "object", "additionalProperties": _ALERT},
     "meta": {"type": "object", "additionalProperties": _ALERT},
     "routing": _obj({"group_by": _STRS, "group_wait": _STR, "group_interval": _STR, "repeat_interval": _STR,
@@ -116,5 +124,6 @@ def check_shape(data: dict, marks: Marks) -> tuple[list[SpecError], frozenset[tu
 
 
 _TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
-          "number": "a number", "['string', 'number']": "a string or a number"}
+          "number": "a number", "['string', 'number']": "a string or a number",
+          "['string', 'object']": "PromQL, or a mapping with expr and test"}
 

@@ -7,8 +7,9 @@ from exporter import catalog
 
 from . import drivers, gotemplate, promql, units
 from .loader import Marks, SpecError
-from .model import Alert, Driver, Override, Spec
-from .routing import check_channels, routing_model
+from .model import NAME, Alert, Driver, Override, Spec
+from .recording import check_recording, recording_model
+from .routing import check_channels, check_reference, routing_model
 from .schema import SEVERITIES
 
 RESERVED = {"threshold", "for", "keep_firing_for", "selector", "alert", "env"}
@@ -16,10 +17,6 @@ RESERVED = {"threshold", "for", "keep_firing_for", "selector", "alert", "env"}
 # `severity` there would silently take the alert off its route (and `override` mislabel its rules).
 GENERATED_LABELS = {"alertname": "the alert's name", "severity": "the alert's `severity` field",
                     "override": "the name of the override a rule implements"}
-# Rule groups and alerts name generated files (prometheus/rules/<group>.yml, runbooks/<alert>.md):
-# plain identifiers only, so that no name can reach outside generated/<env>/.
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RECORD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _REQUIRED = ("group", "severity", "summary", "description", "runbook")
 _THRESHOLD_FIELDS = ("value", "op", "unit", "threshold", "carries", "test")
@@ -92,10 +89,11 @@ def build(env: str, data: dict, marks: Marks, sources: tuple[str, ...], digest: 
     for name, endpoint in c.get(("endpoints",), {}).items():
         if not c.broken(("endpoints", name)) and not re.fullmatch(r"[^\s:/]+:\d+", str(endpoint)):
             c.fail(("endpoints", name), "must be host:port")
-    recording, records = _recording(c, params)
+    recording, records = recording_model(c, params, evaluation)
     alerts = _alerts(c, env, params, records)
-    _empty_groups(c, recording)
+    check_recording(c, recording)
     check_channels(c)
+    check_reference(c, ("receiver_token_file",))
     routing = routing_model(c, alerts)
     if c.errors:
         return None, sorted(set(c.errors))
@@ -120,32 +118,6 @@ def _interval(c: Checker, key: str) -> float:
     if units.parse_duration(c.get(at)) == 0:
         c.fail(at, "must be longer than 0s")
     return c.duration(at, c.get(at))
-
-
-def _recording(c: Checker, params: dict) -> tuple[tuple, set[str]]:
-    groups = c.get(("recording",), {})
-    records = {name for rules in groups.values() if isinstance(rules, dict) for name in rules}
-    out = []
-    for group in groups:
-        if not NAME.match(group):
-            c.fail(("recording", group), f"group name must match {NAME.pattern} (it names a rule file)")
-        rendered = []
-        for name in c.get(("recording", group), {}):
-            at = ("recording", group, name)
-            if not _RECORD_NAME.match(name):
-                c.fail(at, "recording rule names are level:metric:operations")
-            if not c.broken(at):
-                rendered.append((name, c.promql(at, c.get(at, ""), params, records)))
-        out.append((group, tuple(rendered)))
-    return tuple(out), records
-
-
-def _empty_groups(c: Checker, recording: tuple) -> None:
-    """A group with no recording rule and no alert would render an empty rule file, which promtool rejects."""
-    used = {c.get((section, name, "group")) for section in ("alerts", "meta") for name in c.get((section,), {})}
-    for group, rules in recording:
-        if not rules and group not in used and c.clean(("recording", group)):
-            c.fail(("recording", group), f"rule group {group} would be empty: no recording rule, and no alert uses it")
 
 
 def _alerts(c: Checker, env: str, params: dict, records: set[str]) -> tuple[Alert, ...]:

@@ -44,6 +44,9 @@ GAPS = {
     "an alert without generated tests": (
         lambda f: f.pop("prometheus/tests/DiskAlmostFull.yml"),
         "test/prometheus/tests: no test case for DiskAlmostFull"),
+    "a tested recording rule without its generated test": (
+        lambda f: f.pop("prometheus/tests/category.dumont_savings_usd.increase1d.yml"),
+        "test/prometheus/tests: no test case for recording rule category:dumont_savings_usd:increase1d"),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,36 @@ def test_breaking_a_project_threshold_fails_its_generated_tests(rules_copy, tmp_
     edit(rules_copy / "alerts.yaml", "    threshold: 20s\n", "    threshold: 25s\n")
     proc = _promtool_tests(rules_copy, "prod", tmp_path)
     assert proc.returncode != 0 and "HighSyncLatency default: fires and resolves" in proc.stdout + proc.stderr
+
+
+# Each edit breaks one dashboard rule of the project; its own generated test, and no other, must fail.
+DASHBOARD_BREAKS = {
+    "rate instead of increase": ("(increase(dumont_savings_total_usd_total[1d]))",
+                                 "(rate(dumont_savings_total_usd_total[1d]))", "category:dumont_savings_usd:increase1d"),
+    "no sum: job and instance stay": ("sum by (category) (increase(dumont_savings_total_usd_total[1d]))",
+                                      "increase(dumont_savings_total_usd_total[1d])", "category:dumont_savings_usd:increase1d"),
+    "by provider instead of by category": ("sum by (category) (increase(dumont_savings_total_usd_total[30d]))",
+                                           "sum by (provider) (increase(dumont_savings_total_usd_total[30d]))",
+                                           "category:dumont_savings_usd:increase30d"),
+    "delta misses the restart": ("(increase(dumont_savings_total_usd_total[30d]))",
+                                 "(delta(dumont_savings_total_usd_total[30d]))", "category:dumont_savings_usd:increase30d"),
+    "a window of 30 days for the year": ("[365d]", "[30d]", "category:dumont_savings_usd:increase365d"),
+    "max instead of sum": ("sum by (provider) (dumont_cost_hourly_usd)", "max by (provider) (dumont_cost_hourly_usd)",
+                           "provider:dumont_cost_hourly_usd:sum"),
+    "by machine_type instead of by provider": ("sum by (provider) (dumont_cost_hourly_usd)",
+                                               "sum by (machine_type) (dumont_cost_hourly_usd)",
+                                               "provider:dumont_cost_hourly_usd:sum"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DASHBOARD_BREAKS))
+def test_breaking_a_dashboard_rule_fails_its_generated_test(rules_copy, tmp_path, tools, case):
+    old, new, record = DASHBOARD_BREAKS[case]
+    edit(rules_copy / "recording.yaml", old, new)
+    proc = _promtool_tests(rules_copy, "prod", tmp_path)
+    assert proc.returncode != 0
+    assert set(re.findall(r'expr: "([^"]+)"', proc.stdout + proc.stderr)) == {record}
+    assert "alertname:" not in proc.stdout + proc.stderr
 
 
 def test_generate_is_atomic(good, tmp_path, tools, capsys):

@@ -24,6 +24,15 @@ def test_good_spec_is_valid(good):
     assert messages(good) == []
 
 
+def _email(field: str, value: str, expected: list[str]) -> tuple:
+    """A BAD case: channels.yaml gains an email channel whose `field` is `value`."""
+    fields = {"to": "[team@example.com]", "from": "alerts@example.com", "smarthost": "smtp.example.com:587",
+              "username": "alerts", field: value}
+    channel = "  email-team:\n    type: email\n" + "".join(f"    {k}: {v}\n" for k, v in fields.items())
+    return ("channels.yaml", "  watchdog:\n", channel + "    password_file: /etc/dumont/secrets/smtp\n  watchdog:\n",
+            expected)
+
+
 BAD = {
     "unknown metric": (
         "recording.yaml", "dumont_disk_usage_bytes / dumont_disk_total_bytes",
@@ -56,7 +65,7 @@ BAD = {
         "channels.yaml", "webhook_url_file: /etc/dumont/secrets/slack_oncall_url",
         "webhook_url_file: https://hooks.slack.com/services/T0/B0/XX",
         ["rules_src/channels.yaml:5: channels.slack-oncall.webhook_url_file: "
-         "secret written inline (give a file path or an environment variable name)"]),
+         "secret written inline (give the path of a file that holds it)"]),
     "unknown field": (
         "alerts.yaml", "    for: 30s\n", "    for: 30s\n    team: infra\n",
         ["rules_src/alerts.yaml:28: alerts.HealthDegraded.team: unknown field"]),
@@ -146,6 +155,110 @@ BAD = {
          "(labels alertname: HealthDegraded, or severity: warning)",
          "rules_src/contract.yaml:8: contract.routes: no entry gives the channels of HighMemoryUsage "
          "(labels alertname: HighMemoryUsage, or severity: warning)"]),
+    # Secrets are references: a file path or a variable name, never the secret, a URL or a credential.
+    "relative receiver token file": (
+        "config.yaml", "receiver_token_file: /etc/dumont/secrets/receiver_token", "receiver_token_file: s3cr3t-token",
+        ["rules_src/config.yaml:13: receiver_token_file: must be an absolute file path"]),
+    "URL as the receiver token file": (
+        "config.yaml", "receiver_token_file: /etc/dumont/secrets/receiver_token",
+        "receiver_token_file: https://vault.example.com/v1/receiver_token",
+        ["rules_src/config.yaml:13: receiver_token_file: secret written inline (give the path of a file that holds it)"]),
+    "URL in an env field": (
+        "channels.yaml", "webhook_url_env: SLACK_ALERTS_URL", "webhook_url_env: https://hooks.slack.com/services/T0/B0/XX",
+        ["rules_src/channels.yaml:8: channels.slack-alerts.webhook_url_env: "
+         "secret written inline (give the name of an environment variable that holds it)"]),
+    "webhook URL as a slack channel": (
+        "channels.yaml", "    webhook_url_env: SLACK_ALERTS_URL\n",
+        "    webhook_url_env: SLACK_ALERTS_URL\n    channel: https://hooks.slack.com/services/T0/B0/XX\n",
+        ["rules_src/channels.yaml:9: channels.slack-alerts.channel: "
+         "must not hold a URL or credential (a secret goes in webhook_url_file or webhook_url_env)"]),
+    "webhook host without a scheme as a slack channel": (
+        "channels.yaml", "    webhook_url_env: SLACK_ALERTS_URL\n",
+        "    webhook_url_env: SLACK_ALERTS_URL\n    channel: hooks.slack.com/services/T0/B0/XX\n",
+        ["rules_src/channels.yaml:9: channels.slack-alerts.channel: "
+         "must not hold a URL or credential (a secret goes in webhook_url_file or webhook_url_env)"]),
+    # An email channel is added before `watchdog` (line 9); its fields from line 10 on.
+    "webhook URL among email recipients": _email(
+        "to", '[team@example.com, "https://hooks.slack.com/services/T0/B0/XX"]',
+        ["rules_src/channels.yaml:11: channels.email-team.to[1]: "
+         "must not hold a URL or credential (a secret goes in password_file or password_env)"]),
+    "URL as the email sender": _email(
+        "from", "mailto://alerts@example.com",
+        ["rules_src/channels.yaml:12: channels.email-team.from: "
+         "must not hold a URL or credential (a secret goes in password_file or password_env)"]),
+    "credentials in the smarthost": _email(
+        "smarthost", "smtp://alerts:hunter2@smtp.example.com:587",
+        ["rules_src/channels.yaml:13: channels.email-team.smarthost: "
+         "must not hold a URL or credential (a secret goes in password_file or password_env)"]),
+    "URL as the SMTP username": _email(
+        "username", "https://hooks.slack.com/services/T0/B0/XX",
+        ["rules_src/channels.yaml:14: channels.email-team.username: "
+         "must not hold a URL or credential (a secret goes in password_file or password_env)"]),
+    # A group's own evaluation interval (the good spec's savings group: interval 1m at line 7).
+    "group interval below the evaluation interval": (
+        "recording.yaml", "    interval: 1m\n", "    interval: 5s\n",
+        ["rules_src/recording.yaml:7: recording.savings.interval: must be at least prometheus.evaluation_interval (10s)"]),
+    "group interval as long as the lookback delta": (
+        "recording.yaml", "    interval: 1m\n", "    interval: 5m\n",
+        ["rules_src/recording.yaml:7: recording.savings.interval: must be shorter than 5m, Prometheus' lookback delta: "
+         "a series recorded less often vanishes from queries between evaluations"]),
+    "group interval not a duration": (
+        "recording.yaml", "    interval: 1m\n", "    interval: 1 minute\n",
+        ["rules_src/recording.yaml:7: recording.savings.interval: "
+         "bad duration '1 minute' (use Prometheus notation such as 30s, 5m, 1h)"]),
+    "group interval where alerts are": (
+        "recording.yaml", "  machines:\n", "  machines:\n    interval: 1m\n",
+        ["rules_src/recording.yaml:4: recording.machines.interval: alerts DiskAlmostFull, HighMemoryUsage use this "
+         "group and would be evaluated this rarely too: give the slow recording rules a group of their own"]),
+    # Recording rules' tests (the good spec's savings.category:dumont_savings_usd:increase1d, lines 8-18).
+    "dashboard rule without a test": (
+        "recording.yaml", "    interval: 1m\n", "    interval: 1m\n    category:dumont_savings_usd:increase30d: "
+        "sum by (category) (increase(dumont_savings_total_usd_total[30d]))\n",
+        ["rules_src/recording.yaml:8: recording.savings.category:dumont_savings_usd:increase30d: no alert reads this "
+         "rule, so only a test can hold it to its values: give it `expr` and `test` (input series, `at`, expected samples)"]),
+    "test read between two evaluations": (
+        "recording.yaml", "at: 2d", "at: 90m",
+        ["rules_src/recording.yaml:15: recording.savings.category:dumont_savings_usd:increase1d.test.at: "
+         "must be a multiple of test.interval (1h): the test evaluates the rules only that often"]),
+    "test interval of 0s": (
+        "recording.yaml", "interval: 1h", "interval: 0s",
+        ["rules_src/recording.yaml:11: recording.savings.category:dumont_savings_usd:increase1d.test.interval: "
+         "must be longer than 0s"]),
+    "test input of an unknown metric": (
+        "recording.yaml", 'dumont_savings_total_usd_total{category="transfer"}', 'dumont_saving_total_usd{category="transfer"}',
+        ['rules_src/recording.yaml:14: recording.savings.category:dumont_savings_usd:increase1d.test.input.'
+         'dumont_saving_total_usd{category="transfer"}: unknown metric dumont_saving_total_usd (not in exporter.catalog)']),
+    "test input with labels the metric does not have": (
+        "recording.yaml", '_total{category="transfer"}', '_total{kind="transfer"}',
+        ['rules_src/recording.yaml:14: recording.savings.category:dumont_savings_usd:increase1d.test.input.'
+         'dumont_savings_total_usd_total{kind="transfer"}: label kind is not a label of dumont_savings_total_usd_total '
+         '(exporter.catalog) nor one a scrape adds',
+         'rules_src/recording.yaml:14: recording.savings.category:dumont_savings_usd:increase1d.test.input.'
+         'dumont_savings_total_usd_total{kind="transfer"}: lacks label category, which every '
+         'dumont_savings_total_usd_total series has (exporter.catalog)']),
+    "test input of a recording rule": (
+        "recording.yaml", 'dumont_savings_total_usd_total{category="transfer"}',
+        'category:dumont_savings_usd:increase1d{category="transfer"}',
+        ['rules_src/recording.yaml:14: recording.savings.category:dumont_savings_usd:increase1d.test.input.'
+         'category:dumont_savings_usd:increase1d{category="transfer"}: category:dumont_savings_usd:increase1d is a '
+         'recording rule: give the series it reads (the test records it itself)']),
+    "test input that is no series": (
+        "recording.yaml", '_total{category="transfer"}', '_total{category=transfer}',
+        ['rules_src/recording.yaml:14: recording.savings.category:dumont_savings_usd:increase1d.test.input.'
+         'dumont_savings_total_usd_total{category=transfer}: not a series (write name{label="value", ...})']),
+    "expected sample with a name": (
+        "recording.yaml", """'{category="spot"}': 48""", """'x{category="spot"}': 48""",
+        ['rules_src/recording.yaml:17: recording.savings.category:dumont_savings_usd:increase1d.test.expect.'
+         'x{category="spot"}: not a label set (write {label="value", ...}, quoted in YAML)']),
+    "recording rule mapping without expr": (
+        "recording.yaml", "      expr: sum by (category) (increase(dumont_savings_total_usd_total[1d]))\n", "",
+        ["rules_src/recording.yaml:8: recording.savings.category:dumont_savings_usd:increase1d: "
+         "missing required field 'expr'"]),
+    "recording rule of the wrong type": (
+        "recording.yaml", "machine:dumont_memory_usage:ratio: dumont_memory_usage_bytes / dumont_memory_total_bytes",
+        "machine:dumont_memory_usage:ratio: [dumont_memory_usage_bytes]",
+        ["rules_src/recording.yaml:5: recording.machines.machine:dumont_memory_usage:ratio: "
+         "must be PromQL, or a mapping with expr and test"]),
 }
 
 
@@ -277,6 +390,27 @@ def test_overlay_sets_runtime_keys_and_names_its_own_file(good, tmp_path):
     assert spec.endpoints["receiver"] == "127.0.0.1:19878" and spec.receiver_token_file == "/run/token"
     # Setting the *_file of a secret drops the base's *_env for it.
     assert spec.channels["slack-alerts"] == {"type": "slack", "webhook_url_file": "/run/slack"}
+
+
+def test_an_overlay_is_held_to_the_same_secret_rules(good, tmp_path):
+    # Run-time values arrive in overlays (deploy/local/stack.py writes one): they are checked like the base.
+    overlay = tmp_path / "run.yml"
+    overlay.write_text("receiver_token_file: s3cr3t-token\nchannels:\n  slack-oncall: {channel: 'https://hooks.slack.com/x'}\n")
+    assert messages(good, overlay=overlay) == [
+        "run.yml:1: receiver_token_file: must be an absolute file path",
+        "run.yml:3: channels.slack-oncall.channel: "
+        "must not hold a URL or credential (a secret goes in webhook_url_file or webhook_url_env)"]
+
+
+def test_an_environment_sets_a_group_interval_of_its_own(good, tmp_path):
+    # The interval must not be shorter than the environment's evaluation_interval: an overlay may change both.
+    overlay = tmp_path / "slow.yml"
+    overlay.write_text("prometheus: {evaluation_interval: 2m}\n")
+    assert messages(good, overlay=overlay) == [
+        "rules_src/recording.yaml:7: recording.savings.interval: must be at least prometheus.evaluation_interval (2m)"]
+    overlay.write_text("prometheus: {evaluation_interval: 2m}\nrecording: {savings: {interval: 4m}}\n")
+    spec, errors = load("test", good, overlay)
+    assert errors == [] and spec.interval_of("savings") == 240 and spec.interval_of("machines") == 0
 
 
 def test_contract_covers_every_alert(good):
