@@ -12,7 +12,9 @@ _KEY = "dumont.store"
 
 def open_store(config: Config) -> Store:
     """The store `config` names."""
-    return SQLiteStore(config.database, busy_timeout=config.busy_timeout)
+    # With a relay, it checkpoints every pass; the cap (~40 MB of WAL) only matters if it is down.
+    return SQLiteStore(config.database, busy_timeout=config.busy_timeout,
+                       autocheckpoint_pages=10_000 if config.relay else 1000)
 
 
 def init_app(app: Flask, config: Config) -> Store:

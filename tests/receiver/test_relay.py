@@ -1,5 +1,6 @@
 """The relay worker: delivery through real sinks, retries, failures, restarts and storm digests."""
 import json
+import os
 import sqlite3
 import time
 
@@ -197,3 +198,11 @@ def test_a_digest_speaks_for_at_most_digest_max_rows(post, make_worker, slack, s
     assert worker.run_once(now) == 3  # the 15 left are below the storm threshold: batches of 5
     assert [row[1] for row in outbox(store)].count("delivered") == 25
     assert "10 alerts* (10 firing, 0 resolved)" in json.dumps(slack.received[0]["body"])
+
+
+def test_the_relay_checkpoints_so_webhooks_never_do(post, make_worker, store):
+    for i in range(20):
+        post(notification(alert(machine=f"gpu-{i}")))
+    before = os.path.getsize(store.path)
+    make_worker().run_once(time.time())
+    assert os.path.getsize(store.path) > before  # the WAL's pages reached the database file

@@ -48,6 +48,7 @@ class RelayWorker:
         sent = 0
         for name, due in sorted(self.store.due_counts(now).items()):
             sent += self._deliver_channel(name, due, now)
+        self.store.checkpoint()
         if now >= self._next_prune:
             removed = self.store.prune(now - self.config.retention)
             if removed:

@@ -123,6 +123,10 @@ class Store(abc.ABC):
         """Take the database's one relay lock for this store's lifetime; StorageError if another relay has it."""
 
     @abc.abstractmethod
+    def checkpoint(self) -> None:
+        """Move what was written into the main database file, off the webhook path (the relay calls it)."""
+
+    @abc.abstractmethod
     def release_claims(self) -> int:
         """Make rows claimed by a relay that died due again; how many."""
 
