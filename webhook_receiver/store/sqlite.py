@@ -100,7 +100,8 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 # Reused per thread: opening and configuring a connection per request costs throughput.
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
-                conn.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL mode
+                # A commit survives a crash of any receiver process; see the README for power loss.
+                conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.autocheckpoint_pages)}")
             except sqlite3.Error as exc:
