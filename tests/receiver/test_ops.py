@@ -5,7 +5,10 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook_receiver import create_app
+from webhook_receiver.payload import canonical_time
+from webhook_receiver.store import migrations
 
+from .conftest import TOKEN
 from .payloads import alert, notification
 
 
@@ -49,16 +52,44 @@ def test_not_ready_before_migrations(config_values, tmp_path):
     try:
         response = app.test_client().get("/-/ready")
         assert response.status_code == 503
-        assert "schema is version 0, expected 1" in response.get_data(as_text=True)
+        assert "schema is version 0, expected 2" in response.get_data(as_text=True)
         assert app.test_client().get("/-/healthy").status_code == 200
     finally:
         app.extensions["dumont.store"].close()
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == 1
-    assert store.migrate() == 1
-    assert store.schema_version() == 1
+    assert store.migrate() == 2
+    assert store.migrate() == 2
+    assert store.schema_version() == 2
+
+
+def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values, tmp_path):
+    """A database written before episodes existed: its rows survive 0002, and a re-fire then counts."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    conn.executescript(dict(migrations.available())[1])
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    first = alert()
+    conn.execute("INSERT INTO events (id, fingerprint, status, starts_at, ends_at, alertname, severity, labels,"
+                 " annotations, generator_url, received_at) VALUES (7, ?, 'resolved', ?, ?, 'DiskAlmostFull',"
+                 " 'warning', '{}', '{}', '', 1)", (first["fingerprint"], canonical_time(first["startsAt"]),
+                                                    "2024-05-01T10:05:00.000000000Z"))
+    conn.execute("INSERT INTO alerts VALUES (?, 7, 'resolved', ?, 'warning')",
+                 (first["fingerprint"], canonical_time(first["startsAt"])))
+    conn.close()
+    app = create_app({**config_values, "database": str(path)})
+    try:
+        assert app.extensions["dumont.store"].migrate() == 2
+        client = app.test_client()
+        assert [e["id"] for e in client.get("/api/v1/history").get_json()["entries"]] == [7]
+        again = client.post("/webhook/slack-oncall", json=notification(first),
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        assert again.get_json()["new"] == 1  # the alert fired again after its stored resolution
+        assert len(client.get("/api/v1/alerts").get_json()["alerts"]) == 1
+    finally:
+        app.extensions["dumont.store"].close()
 
 
 def test_retention_prunes_finished_history_but_never_undelivered_rows(post, make_worker, slack, client, store):

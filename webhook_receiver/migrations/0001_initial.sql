@@ -16,8 +16,6 @@ CREATE TABLE notifications (
 );
 
 -- One alert state change, whichever channel and whichever Alertmanager of an HA pair brought it.
--- `episode` counts the resolutions already stored for the same fingerprint and startsAt: Alertmanager
--- resolves an alert whose endsAt passed, and when Prometheus sends it again it keeps its startsAt.
 CREATE TABLE events (
     id            INTEGER PRIMARY KEY,
     fingerprint   TEXT NOT NULL,
@@ -30,12 +28,8 @@ CREATE TABLE events (
     annotations   TEXT NOT NULL,      -- JSON object
     generator_url TEXT NOT NULL,
     received_at   REAL NOT NULL,
-    episode       INTEGER NOT NULL DEFAULT 0
+    UNIQUE (fingerprint, status, starts_at)
 );
--- A firing is the same change within one episode; a resolution is the same when its endsAt is (retries
--- and both Alertmanagers of a pair agree on it).
-CREATE UNIQUE INDEX events_firing ON events (fingerprint, starts_at, episode) WHERE status = 'firing';
-CREATE UNIQUE INDEX events_resolved ON events (fingerprint, starts_at, ends_at) WHERE status = 'resolved';
 CREATE INDEX events_received ON events (received_at);
 CREATE INDEX events_alertname ON events (alertname);
 
@@ -45,7 +39,6 @@ CREATE TABLE alerts (
     event_id    INTEGER NOT NULL,
     status      TEXT NOT NULL,
     starts_at   TEXT NOT NULL,
-    episode     INTEGER NOT NULL DEFAULT 0,
     severity    TEXT NOT NULL
 );
 CREATE INDEX alerts_status ON alerts (status, severity);
