@@ -33,8 +33,8 @@ def sign_in():
     """Check the history token typed into the page's form; keep it in an HttpOnly cookie and go back."""
     token = current_app.extensions["dumont.tokens"].history
     target = request.form.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"  # only back into this receiver, never to another site
+    if not target.startswith("/") or target[1:2] in ("/", "\\"):
+        target = "/"  # only back into this receiver: browsers read //host and /\host as another site
     if token is None:
         return redirect(target, 303)
     if not matches(request.form.get("token"), token):

@@ -165,5 +165,6 @@ def test_a_person_signs_in_on_the_page_and_keeps_the_token_in_a_cookie(guarded_c
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get("/?severity=critical").status_code == 200
     assert client.get("/api/v1/history").status_code == 401  # the API still wants a bearer token
-    elsewhere = client.post("/sign-in", data={"token": "h1st0ry", "next": "//evil.example/"})
-    assert elsewhere.headers["Location"] == "/"  # never redirects off the receiver
+    for elsewhere in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        answer = client.post("/sign-in", data={"token": "h1st0ry", "next": elsewhere})
+        assert answer.headers["Location"] == "/"  # never redirects off the receiver
