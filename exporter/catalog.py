@@ -48,7 +48,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("dumont_sync_files_total", COUNTER, ("machine_id",),
                "Files moved by syncs."),
     MetricSpec("dumont_sync_last_success_timestamp", GAUGE, ("machine_id",),
-               "Unix time of the last successful sync."),
+               "Unix time of the last successful sync (before any: of the first failed one)."),
     MetricSpec("dumont_cpu_usage_percent", GAUGE, MACHINE,
                "CPU usage, 0 to 100."),
     MetricSpec("dumont_memory_usage_bytes", GAUGE, MACHINE,

@@ -65,6 +65,11 @@ class SeriesStore:
         """Set a gauge series (caller holds the lock)."""
         self._get(name, key).value = float(value)
 
+    def set_if_absent(self, name: str, key: tuple[str, ...], value: float) -> None:
+        """Create a gauge series at `value`; an existing one keeps its value (caller holds the lock)."""
+        if key not in self._series[name]:
+            self._get(name, key).value = float(value)
+
     def inc(self, name: str, key: tuple[str, ...], amount: float) -> None:
         """Add to a counter series, creating it at 0 first (caller holds the lock)."""
         self._get(name, key).value += amount

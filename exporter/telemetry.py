@@ -53,7 +53,11 @@ class Telemetry:
 
     def record_sync(self, machine_id: str, latency_seconds: float, bytes_transferred: float = 0,
                     files_count: float = 0, direction: str = DEFAULT_DIRECTION, success: bool = True) -> None:
-        """Record one sync; a successful one also observes its latency and moves the last-success time."""
+        """Record one sync; a successful one also observes its latency and moves the last-success time.
+
+        A failed one on a machine with no success yet starts the last-success clock at now: otherwise a
+        machine whose syncs fail from the start would have no series, and SyncStopped could never fire.
+        """
         checks.text("machine_id", machine_id)
         latency = checks.number("latency_seconds", latency_seconds)
         moved = checks.number("bytes_transferred", bytes_transferred)
@@ -69,9 +73,12 @@ class Telemetry:
             # would blur the histogram of finished syncs, and the last success must not move.
             self._store.inc(SYNC_BYTES.name, bytes_key, moved)
             self._store.inc(SYNC_FILES.name, _key(SYNC_FILES, machine_id=machine_id), files)
+            last_success_key = _key(SYNC_LAST_SUCCESS, machine_id=machine_id)
             if success:
                 self._store.observe(SYNC_LATENCY.name, latency_key, latency)
-                self._store.set(SYNC_LAST_SUCCESS.name, _key(SYNC_LAST_SUCCESS, machine_id=machine_id), now)
+                self._store.set(SYNC_LAST_SUCCESS.name, last_success_key, now)
+            else:
+                self._store.set_if_absent(SYNC_LAST_SUCCESS.name, last_success_key, now)
 
     def set_last_sync_success(self, machine_id: str, timestamp: float) -> None:
         """Set the Unix time of a machine's last successful sync (e.g. one known from before a restart)."""

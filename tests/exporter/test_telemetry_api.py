@@ -48,6 +48,19 @@ def test_failed_sync_does_not_move_last_success_nor_observe_latency(registry):
     assert registry.get_sample_value("dumont_sync_files_total", {"machine_id": "gpu-1"}) == 3
 
 
+def test_syncs_failing_from_the_start_start_the_last_success_clock(registry):
+    # SyncStopped compares time() with this series: without it, a machine that never synced is never paged.
+    clock = FixedClock()
+    telemetry = Telemetry(registry=registry, clock=clock)
+    first_failure = clock.now
+    telemetry.record_sync(machine_id="gpu-1", latency_seconds=30, success=False)
+    clock.now += 600
+    telemetry.record_sync(machine_id="gpu-1", latency_seconds=30, success=False)
+    assert registry.get_sample_value("dumont_sync_last_success_timestamp", {"machine_id": "gpu-1"}) == first_failure
+    assert registry.get_sample_value("dumont_sync_latency_seconds_count",
+                                     {"machine_id": "gpu-1", "direction": "gpu_to_cpu"}) is None
+
+
 def test_sync_direction_is_a_label(registry, telemetry):
     telemetry.record_sync(machine_id="gpu-1", latency_seconds=1, bytes_transferred=7, direction="cpu_to_gpu")
     assert registry.get_sample_value("dumont_sync_bytes_total",
