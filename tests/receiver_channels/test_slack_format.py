@@ -112,3 +112,9 @@ def test_digest_always_summarizes_counts_by_alertname_and_severity():
 def test_a_digest_of_only_resolved_alerts_is_green():
     payload = payload_for(event(status="resolved"), digest=True)
     assert payload["attachments"][0]["color"] == "#2EB67D"
+
+
+def test_a_huge_alert_name_is_clipped_in_the_header():
+    payload = payload_for(event("A" * 5000), event("B" * 5000))
+    assert len(payload["text"]) < 300
+    assert payload["text"].startswith("*[FIRING:2] " + "A" * 59 + "…, " + "B" * 59 + "…")

@@ -71,10 +71,11 @@ def headline(events: Sequence[AlertEvent]) -> str:
         state = f"FIRING:{firing}"
     else:
         state = "RESOLVED"
-    names = list(dict.fromkeys(alertname(e) for e in events))
+    # Clipped: a headline is a Slack header and a mail subject, which must fit whatever names arrive.
+    names = list(dict.fromkeys(clip(alertname(e), 60) for e in events))
     shown = ", ".join(names[:3]) + (f" +{len(names) - 3} more" if len(names) > 3 else "")
     worst = min(events, key=_severity_rank) if events else None
-    return f"[{state}] {shown} ({severity(worst) if worst else 'none'})"
+    return f"[{state}] {shown} ({clip(severity(worst), 30) if worst else 'none'})"
 
 
 def clip(text: str, limit: int = LINE_CHARS) -> str:
