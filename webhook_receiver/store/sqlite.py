@@ -51,7 +51,7 @@ _QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due
 
 
 def _event_rows(alert: Alert, now: float) -> tuple[tuple, tuple]:
-    """_INSERT_EVENT parameters without the episode, and _UPSERT_ALERT's without the event id and episode."""
+    """_INSERT_EVENT parameters, and _UPSERT_ALERT's without the event id and episode."""
     severity = alert.labels.get("severity", "")
     return ((alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
              severity, json.dumps(alert.labels, sort_keys=True), json.dumps(alert.annotations, sort_keys=True),
