@@ -29,6 +29,7 @@ class Config:
     retention: float = 30 * 86400.0
     workers: int = 2
     threads: int = 8
+    keepalive_requests: int = 100     # a keep-alive connection is closed after this many requests
     relay: bool = True               # `serve` also runs the relay worker
     max_body_bytes: int = 1 << 20
     busy_timeout: float = 5.0         # how long a write waits for SQLite's lock before answering 503
@@ -50,7 +51,8 @@ class Config:
 
 _DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "relay_interval",
                   "prune_interval"}
-_INT_KEYS = {"workers", "threads", "max_body_bytes", "max_attempts", "batch_size", "storm_threshold"}
+_INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_attempts", "batch_size",
+             "storm_threshold"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file"}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",

@@ -1,10 +1,11 @@
 """Ingest blueprint: `POST /webhook/<channel>` stores Alertmanager's notification before answering 200."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook_receiver.auth import authorized
@@ -14,6 +15,12 @@ from webhook_receiver.store.base import StorageError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
+_json_text = json.JSONEncoder().encode
+
+
+def _answer(code: int, /, **fields) -> Response:
+    """A JSON answer with HTTP status `code`; jsonify would cost each webhook of a storm ~50 us more."""
+    return current_app.response_class(_json_text(fields) + "\n", status=code, mimetype="application/json")
 
 
 def _reject(reason: str, status: int, message: str, **fields):
@@ -23,9 +30,7 @@ def _reject(reason: str, status: int, message: str, **fields):
     except StorageError:
         pass
     log.info("ingest.rejected reason=%s status=%d remote=%s", reason, status, request.remote_addr)
-    response = jsonify(error=message, **fields)
-    response.status_code = status
-    return response
+    return _answer(status, error=message, **fields)
 
 
 @bp.post("/webhook/<channel>")
@@ -58,7 +63,7 @@ def webhook(channel: str):
             alive = any(alert.status == "firing" for alert in notification.alerts)
             if alive:
                 store.record_heartbeat(channel, now, len(notification.alerts))
-            return jsonify(status="ok", heartbeat=alive)
+            return _answer(200, status="ok", heartbeat=alive)
         result = store.ingest(channel, notification, now)
     except StorageError as exc:
         log.error("ingest.storage_failed channel=%s error=%r", channel, str(exc))
@@ -67,4 +72,4 @@ def webhook(channel: str):
     log.info("ingest.stored channel=%s group_key=%r alerts=%d new=%d queued=%d duplicates=%d", channel,
              notification.group_key, len(notification.alerts), result.new_events, result.queued,
              result.duplicates)
-    return jsonify(status="ok", new=result.new_events, queued=result.queued, duplicates=result.duplicates)
+    return _answer(200, status="ok", new=result.new_events, queued=result.queued, duplicates=result.duplicates)

@@ -1,6 +1,7 @@
 """Parse and validate Alertmanager's webhook body (version "4"); errors name the offending field."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Notification:
     alerts: tuple[Alert, ...]
 
 
+# The same few times recur in every webhook (a rule's alerts share a startsAt, firing ones Go's zero time).
+@functools.lru_cache(maxsize=4096)
 def canonical_time(text: str) -> str:
     """`text` (RFC3339, any offset, up to nanoseconds) as UTC with nine fraction digits, so equal instants compare equal."""
     match = _RFC3339.match(text)
@@ -108,9 +111,9 @@ def _json_type(value: Any) -> str:
 
 def _string_map(obj: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
     value = _field(obj, key, path, dict, "an object")
-    for name, item in value.items():
-        if not isinstance(item, str):
-            raise PayloadError(f"{path}{key}.{name}: expected a string, got {_json_type(item)}")
+    if not all(type(item) is str for item in value.values()):  # JSON gives str, never a subclass
+        name, item = next((name, item) for name, item in value.items() if type(item) is not str)
+        raise PayloadError(f"{path}{key}.{name}: expected a string, got {_json_type(item)}")
     return value
 
 

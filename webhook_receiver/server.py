@@ -92,6 +92,7 @@ class ReceiverServer(BaseApplication):
             "loglevel": config.log_level,
             "proc_name": "dumont-receiver",
             "control_socket_disable": True,  # one shared ~/.gunicorn socket would clash between instances
+            "pre_request": self._pre_request,
             "on_starting": self._on_starting,
             "when_ready": self._when_ready,
             "on_exit": self._on_exit,
@@ -101,6 +102,15 @@ class ReceiverServer(BaseApplication):
 
     def load(self):
         return create_app(self.receiver_config)
+
+    def _pre_request(self, worker, req) -> None:
+        # A keep-alive connection stays with the worker that accepted it, so a few busy connections (an
+        # Alertmanager in a storm) can pile onto one worker, GIL-bound, while the other idles: the storm
+        # benchmark fell from ~950 to ~600 alerts/s in runs where most of its 8 connections landed on one
+        # worker. Closing a connection every `keepalive_requests` (like nginx's keepalive_requests) lets
+        # the client reconnect to whichever worker accepts first: the one with time to spare.
+        if req.req_number % self.receiver_config.keepalive_requests == 0:
+            req.must_close = True  # answered with "Connection: close", then closed
 
     def _on_starting(self, server) -> None:
         # gunicorn's own lines (listening, worker booted or killed) in the receiver's key=value format;

@@ -64,6 +64,19 @@ def test_migrations_are_idempotent(store):
     assert store.schema_version() == 2
 
 
+def page_size(path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_new_database_gets_small_pages(store):
+    # Each webhook's commit writes every page it touched whole into the WAL.
+    assert page_size(store.path) == 1024
+
+
 def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values, tmp_path):
     """A database written before episodes existed: its rows survive 0002, and a re-fire then counts."""
     path = tmp_path / "old.db"
@@ -82,6 +95,7 @@ def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values
     app = create_app({**config_values, "database": str(path)})
     try:
         assert app.extensions["dumont.store"].migrate() == 2
+        assert page_size(path) == 4096  # an existing database keeps its page size, and works
         client = app.test_client()
         assert [e["id"] for e in client.get("/api/v1/history").get_json()["entries"]] == [7]
         again = client.post("/webhook/slack-oncall", json=notification(first),

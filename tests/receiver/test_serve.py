@@ -1,4 +1,5 @@
 """The real `dumont-receiver serve`: gunicorn workers, one relay process, clean SIGTERM, crash safety."""
+import http.client
 import json
 import os
 import signal
@@ -126,3 +127,23 @@ def test_a_chunked_body_past_the_limit_is_413_not_cut(served, config_values):
     answer = requests.post(served.url + "/webhook/slack-oncall", data=chunks(small), headers=headers, timeout=10)
     assert answer.status_code == 200 and answer.json()["queued"] == 1
     assert len(requests.get(served.url + "/api/v1/history", timeout=10).json()["entries"]) == 1
+
+
+def test_a_keep_alive_connection_is_closed_after_keepalive_requests(tmp_path, config_values):
+    server = Served({**config_values, "workers": 2, "threads": 2, "keepalive_requests": 3}, tmp_path).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        answers = []
+        for i in range(4):
+            conn.request("POST", "/webhook/slack-oncall", json.dumps(notification(alert(machine=f"gpu-{i}"))),
+                         headers)
+            response = conn.getresponse()
+            response.read()
+            answers.append((response.status, response.getheader("Connection"), conn.sock is None))
+        conn.close()
+    finally:
+        server.stop()
+    # The third answer says close and the server closes; http.client reconnects for the fourth.
+    assert answers == [(200, "keep-alive", False), (200, "keep-alive", False), (200, "close", True),
+                       (200, "keep-alive", False)]
