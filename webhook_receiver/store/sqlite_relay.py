@@ -11,6 +11,7 @@ from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageEr
 _CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, e.labels, e.annotations,"
               " e.starts_at, e.ends_at, e.generator_url FROM outbox o JOIN events e ON e.id = o.event_id"
               " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id")
+_IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
 COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
           " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value")
 _PRUNE = (
@@ -26,6 +27,11 @@ _PRUNE = (
     "DELETE FROM notifications WHERE received_at < :cutoff"
     " AND id NOT IN (SELECT notification_id FROM outbox WHERE notification_id IS NOT NULL)",
 )
+
+
+def _id_list(ids) -> str:
+    """Row ids as a JSON array, for _IDS: one bound parameter however many rows."""
+    return json.dumps(list(ids))
 
 
 class RelayQueries:
@@ -64,28 +70,42 @@ class RelayQueries:
                                      " AND due_at <= ? GROUP BY channel", (now,)))
 
     def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
+        # Read outside the write lock: only the relay (one per database) changes outbox rows, webhooks
+        # only add them, so the rows read stay pending until marked. A storm's digest claims thousands of
+        # rows, and every webhook waits while the lock is held. RETURNING keeps only rows really marked.
         sql = _CLAIMABLE + (" LIMIT ?" if limit is not None else "")
         args = (channel, now) + ((limit,) if limit is not None else ())
-        with self._write() as conn:
+        with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
-            conn.executemany("UPDATE outbox SET state = 'sending' WHERE id = ?", [(row[0],) for row in rows])
+        if not rows:
+            return []
+        with self._write() as conn:
+            marked = {row[0] for row in conn.execute(
+                f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id",
+                (_id_list(row[0] for row in rows),))}
         return [OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2],
                            event=AlertEvent(fingerprint=row[3], status=row[4], labels=json.loads(row[5]),
                                             annotations=json.loads(row[6]), starts_at=row[7],
                                             ends_at=row[8], generator_url=row[9]))
-                for row in rows]
+                for row in rows if row[0] in marked]
 
     def finish(self, channel, now, ok, digest, detail, updates) -> None:
+        # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
+        # write lock that every webhook is waiting for.
+        verdicts: dict[tuple[str, float], list[int]] = {}
+        for update in updates:
+            verdicts.setdefault((update.state, update.due_at), []).append(update.id)
         with self._write() as conn:
             delivery_id = conn.execute(
                 "INSERT INTO deliveries (channel, attempted_at, ok, digest, event_count, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (channel, now, ok, digest, len(updates), detail)).lastrowid
-            conn.executemany("INSERT INTO delivery_items (delivery_id, outbox_id) VALUES (?, ?)",
-                             [(delivery_id, u.id) for u in updates])
-            conn.executemany(
-                "UPDATE outbox SET state = ?, attempts = attempts + 1, due_at = ?, detail = ?,"
-                " finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id = ?",
-                [(u.state, u.due_at, detail, u.state, now, u.id) for u in updates])
+            conn.execute("INSERT INTO delivery_items (delivery_id, outbox_id) SELECT ?, value FROM json_each(?)",
+                         (delivery_id, _id_list(u.id for u in updates)))
+            for (state, due_at), ids in verdicts.items():
+                conn.execute(
+                    "UPDATE outbox SET state = ?, attempts = attempts + 1, due_at = ?, detail = ?,"
+                    f" finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id IN {_IDS}",
+                    (state, due_at, detail, state, now, _id_list(ids)))
             for name, state in (("delivered", DELIVERED), ("failed", FAILED)):
                 done = sum(1 for u in updates if u.state == state)
                 if done:
