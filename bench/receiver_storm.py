@@ -33,6 +33,7 @@ ALERTS = 10_000
 CLIENTS = 8          # concurrent keep-alive connections, one per client process
 WORKERS, THREADS = Config.workers, Config.threads  # what ships, for the receiver and the baseline alike
 TOKEN = "bench-token"
+ROUNDS = 3
 TARGETS = {"alerts_per_s": 1000, "p99_ms": 100, "baseline_share": 0.5}
 
 
@@ -143,7 +144,9 @@ def history_counts(database: str) -> tuple[int, int, int]:
     return events, distinct, depth
 
 
-def run_mode(per_webhook: int, sink: SlackSink) -> list[str]:
+def run_mode(per_webhook: int, sink: SlackSink) -> tuple[list[str], dict, bool]:
+    """Post the storm, then again as redeliveries, on a fresh database: printable lines, the first
+    delivery's figures, and whether history holds exactly ALERTS distinct alerts, once each."""
     with tempfile.TemporaryDirectory(prefix="receiver-bench-") as tmp:
         workdir = Path(tmp)
         config = write_setup(workdir, sink)
@@ -164,7 +167,7 @@ def run_mode(per_webhook: int, sink: SlackSink) -> list[str]:
     lines.append(f"  {per_webhook:>2} alert(s)/webhook: history holds {events} state changes of {distinct} distinct"
                  f" alerts (want exactly {ALERTS}: lost {ALERTS - distinct}, duplicated {events - distinct});"
                  f" outbox depth left {depth}")
-    return lines, first
+    return lines, first, events == distinct == ALERTS
 
 
 def serve_empty(port: int) -> None:
@@ -217,22 +220,35 @@ def main() -> int:
     started = time.monotonic()
     print(f"receiver storm: {ALERTS} distinct alerts, {CLIENTS} keep-alive clients, gunicorn gthread "
           f"{WORKERS} workers x {THREADS} threads, relay on (local SlackSink), log_level warning")
+    print(f"(one-alert storms and the baseline alternate, {ROUNDS} rounds: this shared machine's speed drifts"
+          f" by +-20%, so targets use the medians and the share is taken within each round)")
+    rounds, exact = [], True
     with SlackSink(port=0) as sink:
-        one_lines, one = run_mode(1, sink)
-        ten_lines, _ = run_mode(10, sink)
-    base = baseline(bodies_for(1))
-    print("\n".join(one_lines + ten_lines))
-    print(f"  baseline empty Flask endpoint (same server config, 1-alert bodies): {base['rps']:7.0f} req/s"
-          f"  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms  server CPU {base['cpu_ms']:5.2f} ms/req"
-          f" (clients {base['client_cpu_ms']:4.2f})")
-    share = one["rps"] / base["rps"]
-    print("targets:")
-    print(f"  >= {TARGETS['alerts_per_s']} alerts/s with one alert per webhook: {ALERTS / one['elapsed']:.0f}"
-          f" {'OK' if ALERTS / one['elapsed'] >= TARGETS['alerts_per_s'] else 'MISSED'}")
-    print(f"  p99 < {TARGETS['p99_ms']} ms: {one['p99_ms']:.2f} ms {'OK' if one['p99_ms'] < TARGETS['p99_ms'] else 'MISSED'}")
+        for number in range(1, ROUNDS + 1):
+            lines, one, ok = run_mode(1, sink)
+            base = baseline(bodies_for(1))
+            rounds.append((one, base))
+            exact &= ok
+            print(f"round {number}:")
+            print("\n".join(lines))
+            print(f"   baseline empty Flask endpoint (same server config, 1-alert bodies): {base['rps']:7.0f} req/s"
+                  f"  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms  server CPU"
+                  f" {base['cpu_ms']:5.2f} ms/req (clients {base['client_cpu_ms']:4.2f})")
+            print(f"   one-alert webhooks at {one['rps'] / base['rps']:.0%} of the baseline's request rate")
+        ten_lines, _, ok = run_mode(10, sink)
+        exact &= ok
+    print("ten alerts per webhook:")
+    print("\n".join(ten_lines))
+    rate = statistics.median(ALERTS / one["elapsed"] for one, _ in rounds)
+    p99 = max(one["p99_ms"] for one, _ in rounds)
+    share = statistics.median(one["rps"] / base["rps"] for one, base in rounds)
+    print("targets (medians of the rounds; p99 the worst round):")
+    print(f"  >= {TARGETS['alerts_per_s']} alerts/s with one alert per webhook: {rate:.0f}"
+          f" {'OK' if rate >= TARGETS['alerts_per_s'] else 'MISSED'}")
+    print(f"  p99 < {TARGETS['p99_ms']} ms: {p99:.2f} ms {'OK' if p99 < TARGETS['p99_ms'] else 'MISSED'}")
     print(f"  >= half the empty endpoint's request rate: {share:.0%}"
           f" {'OK' if share >= TARGETS['baseline_share'] else 'MISSED'}")
-    print(f"  zero lost, zero duplicated: see the history lines above")
+    print(f"  zero lost, zero duplicated, in every run: {'OK' if exact else 'MISSED'}")
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")
     return 0
 
