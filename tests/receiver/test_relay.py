@@ -188,6 +188,28 @@ def test_rows_that_failed_in_one_message_retry_in_one(post, make_worker, slack, 
     assert len(slack.received) == 1
 
 
+def test_rows_of_one_message_with_different_attempts_each_get_their_own_backoff(post, make_worker, slack,
+                                                                              store, client):
+    post(notification(alert(machine="gpu-1")))
+    slack.script([(500, {}), (500, {})])
+    worker = make_worker(backoff_initial="10s", backoff_max="1h")
+    now = time.time()
+    worker.run_once(now)  # gpu-1 fails once
+    post(notification(alert(machine="gpu-2")))
+    worker.run_once(now + 3600)  # gpu-1 (second attempt) and gpu-2 (first) fail in one message
+    (first, second) = outbox(store)
+    assert (first[1:3], second[1:3]) == (("pending", 2), ("pending", 1))
+    # Exponential backoff per row, one jitter for the message: gpu-1 waits twice as long as gpu-2.
+    assert first[3] - (now + 3600) == pytest.approx(2 * (second[3] - (now + 3600)), rel=1e-6)
+    for machine, attempts in (("gpu-1", 2), ("gpu-2", 1)):
+        fingerprint = alert(machine=machine)["fingerprint"]
+        (delivery,) = client.get(f"/api/v1/alerts/{fingerprint}").get_json()["timeline"][0]["deliveries"]
+        assert [attempt["ok"] for attempt in delivery["attempt_log"]] == [False] * attempts
+    slack.script([])
+    worker.run_once(now + 3 * 3600)
+    assert [row[1:3] for row in outbox(store)] == [("delivered", 3), ("delivered", 2)]
+
+
 def test_a_digest_speaks_for_at_most_digest_max_rows(post, make_worker, slack, store, monkeypatch):
     monkeypatch.setattr("webhook_receiver.relay.worker.DIGEST_MAX", 10)
     post(notification(*(alert(machine=f"gpu-{i}") for i in range(25))))
