@@ -33,6 +33,7 @@ class Config:
     relay: bool = True               # `serve` also runs the relay worker
     max_body_bytes: int = 1 << 20
     busy_timeout: float = 5.0         # how long a write waits for SQLite's lock before answering 503
+    synchronous: str = "normal"       # SQLite's: "full" also survives a power loss, at some throughput
     max_attempts: int = 8
     backoff_initial: float = 10.0
     backoff_max: float = 900.0
@@ -55,6 +56,7 @@ _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_
              "storm_threshold"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file"}
+_CHOICE_KEYS = {"synchronous": ("normal", "full")}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention"}
 KEYS = tuple(f.name for f in fields(Config))
@@ -88,6 +90,10 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
             return str(value).lower() in ("true", "1", "yes")
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    elif key in _CHOICE_KEYS:
+        if value not in _CHOICE_KEYS[key]:  # YAML reads a bare `off` as false: say what is allowed
+            raise ValueError(f"expected one of {', '.join(_CHOICE_KEYS[key])}, got {value!r}")
         return value
     else:
         if not isinstance(value, str) or not value:

@@ -14,7 +14,7 @@ def open_store(config: Config) -> Store:
     """The store `config` names."""
     # With a relay, it checkpoints every pass; the cap (~40 MB of WAL) only matters if it is down.
     return SQLiteStore(config.database, busy_timeout=config.busy_timeout,
-                       autocheckpoint_pages=10_000 if config.relay else 1000)
+                       autocheckpoint_pages=10_000 if config.relay else 1000, synchronous=config.synchronous)
 
 
 def init_app(app: Flask, config: Config) -> Store:

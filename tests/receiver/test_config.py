@@ -30,6 +30,9 @@ def test_file_defaults_and_env_overrides(tmp_path):
     (BASE + "listen: localhost\n", {}, "receiver.yml: listen: expected host:port, got 'localhost'"),
     (BASE, {"DUMONT_RECEIVER_MAX_ATTEMPTS": "0"}, "environment DUMONT_RECEIVER_MAX_ATTEMPTS: must be greater than 0"),
     ("[1, 2]\n", {}, "receiver.yml: expected a mapping of keys, got list"),
+    (BASE + "synchronous: off\n", {}, "receiver.yml: synchronous: expected one of normal, full, got False"),
+    (BASE, {"DUMONT_RECEIVER_SYNCHRONOUS": "extra"},
+     "environment DUMONT_RECEIVER_SYNCHRONOUS: expected one of normal, full, got 'extra'"),
 ])
 def test_errors_name_file_and_key(tmp_path, text, env, message):
     with pytest.raises(ConfigError) as info:

@@ -2,6 +2,8 @@
 import sqlite3
 import time
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook_receiver import create_app
@@ -70,6 +72,18 @@ def page_size(path) -> int:
         return conn.execute("PRAGMA page_size").fetchone()[0]
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("setting, pragma", [("normal", 1), ("full", 2)])
+def test_synchronous_is_what_the_config_says(config_values, setting, pragma):
+    app = create_app({**config_values, "synchronous": setting})
+    store = app.extensions["dumont.store"]
+    try:
+        store.migrate()
+        with store._read() as conn:  # the connections that ingest commits on
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+    finally:
+        store.close()
 
 
 def test_a_new_database_gets_small_pages(store):

@@ -83,9 +83,13 @@ class _Pending:
 class SQLiteStore(ReadQueries, RelayQueries, Store):
     """Store on one SQLite file."""
 
-    def __init__(self, path: str, busy_timeout: float = 5.0, autocheckpoint_pages: int = 1000):
+    def __init__(self, path: str, busy_timeout: float = 5.0, autocheckpoint_pages: int = 1000,
+                 synchronous: str = "normal"):
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous: expected normal or full, got {synchronous!r}")
         self.path = path
         self.busy_timeout = busy_timeout
+        self.synchronous = synchronous
         # SQLite's default (1000 pages) checkpoints inside whichever commit crosses it, fsyncs and all,
         # while that writer holds the lock: a 5-10 ms stall for every webhook behind it. With the relay
         # checkpointing every pass (checkpoint()), the web workers' cap is only a safety net.
@@ -107,8 +111,8 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 # Reused per thread: opening and configuring a connection per request costs throughput.
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
-                # A commit survives a crash of any receiver process; see the README for power loss.
-                conn.execute("PRAGMA synchronous = NORMAL")
+                # NORMAL: a commit survives a crash of any receiver process; FULL also a power loss (README).
+                conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.autocheckpoint_pages)}")
             except sqlite3.Error as exc:
