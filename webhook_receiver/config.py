@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import yaml
 
 from exporter.durations import parse_duration as prometheus_duration
+from webhook_receiver.store.sqlite import SYNCHRONOUS_MODES
 
 ENV_PREFIX = "DUMONT_RECEIVER_"
 
@@ -56,7 +57,7 @@ _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_
              "storm_threshold"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file"}
-_CHOICE_KEYS = {"synchronous": ("normal", "full")}
+_CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention"}
 KEYS = tuple(f.name for f in fields(Config))

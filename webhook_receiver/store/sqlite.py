@@ -53,6 +53,7 @@ _json_text = json.JSONEncoder(sort_keys=True).encode
 # indexes, and WAL mode writes (and checksums) every touched page whole at COMMIT: 60 KB per webhook with
 # SQLite's default 4 KiB pages, 19 KB with these. Most rows fit in one page; longer ones overflow.
 PAGE_SIZE = 1024
+SYNCHRONOUS_MODES = ("normal", "full")  # SQLite's synchronous settings the receiver offers (README: Durability)
 _QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
           " VALUES (?, ?, ?, ?, ?)")
 
@@ -85,8 +86,8 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
 
     def __init__(self, path: str, busy_timeout: float = 5.0, autocheckpoint_pages: int = 1000,
                  synchronous: str = "normal"):
-        if synchronous not in ("normal", "full"):
-            raise ValueError(f"synchronous: expected normal or full, got {synchronous!r}")
+        if synchronous not in SYNCHRONOUS_MODES:  # it goes into a PRAGMA
+            raise ValueError(f"synchronous: expected one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         self.path = path
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous
