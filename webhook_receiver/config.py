@@ -38,6 +38,7 @@ class Config:
     max_attempts: int = 8
     backoff_initial: float = 10.0
     backoff_max: float = 900.0
+    defer_limit: float = 3600.0       # a channel's Retry-After may hold a message this long without using attempts
     batch_size: int = 10
     storm_threshold: int = 20
     relay_interval: float = 1.0
@@ -51,7 +52,7 @@ class Config:
         return host, int(port)
 
 
-_DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "relay_interval",
+_DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_attempts", "batch_size",
              "storm_threshold"}

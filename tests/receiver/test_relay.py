@@ -109,8 +109,36 @@ def test_retry_after_is_respected(post, make_worker, slack, store):
     slack.script([(429, {"Retry-After": "120"})])
     now = time.time()
     make_worker().run_once(now)
-    state, attempts, due_at = outbox(store)[0][1:4]
-    assert (state, attempts) == ("pending", 1) and due_at >= now + 120
+    state, attempts, due_at, detail = outbox(store)[0][1:5]
+    # A deferral Slack asked for: due when it said, and no attempt used up.
+    assert (state, attempts, detail) == ("pending", 0, "HTTP 429 (Retry-After 120s)") and due_at >= now + 120
+
+
+def test_rate_limiting_never_uses_up_the_attempts(post, make_worker, slack, store, client):
+    post(notification(alert()))
+    slack.script([(429, {"Retry-After": "0"})] * 3)  # more 429s than max_attempts allows failures
+    worker = make_worker(max_attempts=2)
+    now = time.time()
+    for seconds in range(4):
+        worker.run_once(now + seconds)
+    assert len(slack.received) == 1
+    assert outbox(store)[0][1:3] == ("delivered", 1)
+    (entry,) = client.get("/api/v1/history").get_json()["entries"]
+    timeline = client.get(f"/api/v1/alerts/{entry['fingerprint']}").get_json()["timeline"]
+    attempt_log = timeline[0]["deliveries"][0]["attempt_log"]
+    assert [(a["ok"], a["detail"]) for a in attempt_log] == [(False, "HTTP 429 (Retry-After 0s)")] * 3 + [
+        (True, "HTTP 200")]
+
+
+def test_deferrals_count_as_attempts_past_the_defer_limit(post, make_worker, slack, store):
+    post(notification(alert()))
+    slack.script([(429, {"Retry-After": "0"})] * 2)
+    worker = make_worker(max_attempts=2, defer_limit="10s")
+    now = time.time()
+    worker.run_once(now + 60)  # the change arrived over 10 s ago: this 429 is counted
+    assert outbox(store)[0][1:3] == ("pending", 1)
+    worker.run_once(now + 3600)
+    assert outbox(store)[0][1:3] == ("failed", 2) and slack.received == []
 
 
 def test_failure_on_one_channel_never_resends_to_the_other(post, make_worker, slack, smtp, store):

@@ -119,6 +119,11 @@ class RelayWorker:
     def _verdict(self, item: OutboxItem, result: SendResult, now: float, jitter: float) -> RowUpdate:
         if result.ok:
             return RowUpdate(item.id, DELIVERED, now)
+        if (result.retry_after is not None and not result.permanent
+                and now - item.received_at < self.config.defer_limit):
+            # The channel said when to come back (Slack's 429 Retry-After): rate limiting in a storm must
+            # not use up the attempts meant for failures. Past defer_limit it counts, so it cannot go on forever.
+            return RowUpdate(item.id, PENDING, now + result.retry_after, counted=False)
         attempts = item.attempts + 1
         if result.permanent or attempts >= self.config.max_attempts:
             return RowUpdate(item.id, FAILED, now)

@@ -43,6 +43,7 @@ class RowUpdate:
     id: int
     state: str          # PENDING (retry at due_at), DELIVERED or FAILED
     due_at: float
+    counted: bool = True  # uses up one of the row's attempts (a deferral the channel asked for does not)
 
 
 @dataclass(frozen=True)

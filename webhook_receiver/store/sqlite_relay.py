@@ -92,20 +92,20 @@ class RelayQueries:
     def finish(self, channel, now, ok, digest, detail, updates) -> None:
         # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
         # write lock that every webhook is waiting for.
-        verdicts: dict[tuple[str, float], list[int]] = {}
+        verdicts: dict[tuple[str, float, bool], list[int]] = {}
         for update in updates:
-            verdicts.setdefault((update.state, update.due_at), []).append(update.id)
+            verdicts.setdefault((update.state, update.due_at, update.counted), []).append(update.id)
         with self._write() as conn:
             delivery_id = conn.execute(
                 "INSERT INTO deliveries (channel, attempted_at, ok, digest, event_count, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (channel, now, ok, digest, len(updates), detail)).lastrowid
             conn.execute("INSERT INTO delivery_items (delivery_id, outbox_id) SELECT ?, value FROM json_each(?)",
                          (delivery_id, _id_list(u.id for u in updates)))
-            for (state, due_at), ids in verdicts.items():
+            for (state, due_at, counted), ids in verdicts.items():
                 conn.execute(
-                    "UPDATE outbox SET state = ?, attempts = attempts + 1, due_at = ?, detail = ?,"
+                    "UPDATE outbox SET state = ?, attempts = attempts + ?, due_at = ?, detail = ?,"
                     f" finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id IN {_IDS}",
-                    (state, due_at, detail, state, now, _id_list(ids)))
+                    (state, int(counted), due_at, detail, state, now, _id_list(ids)))
             for name, state in (("delivered", DELIVERED), ("failed", FAILED)):
                 done = sum(1 for u in updates if u.state == state)
                 if done:
