@@ -224,6 +224,7 @@ class SmtpSink:
         store_dir=None,
         tls_context: ssl.SSLContext | None = None,
         auth: tuple[str, str] | None = None,
+        data_size_limit: int = 33554432,
     ) -> None:
         self.host, self.port = host, port
         self._store = _Store(store_dir)
@@ -243,6 +244,7 @@ class SmtpSink:
             # aiosmtpd offers AUTH unless it is held back until STARTTLS: hold it back when there are no
             # credentials to check, and offer it in the clear only when given credentials but no TLS
             auth_require_tls=auth is None or tls_context is not None,
+            data_size_limit=data_size_limit,  # advertised as SIZE; larger mails are refused with 552
         )
 
     @property

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 
+from deploy.local.sinks import SmtpSink
 from webhook_receiver.channels import EmailChannel, Message, SendResult
+from webhook_receiver.channels import email as email_channel
 
 from .helpers import HISTORY, SMTP_PASSWORD, event
 
@@ -76,6 +78,31 @@ def test_digest_mail_is_a_summary(smtp_sink):
     assert text.count("  - FIRING gpu-1: DiskAlmostFull on gpu-1") == 5
     assert text.endswith(f"Every alert, in full: {HISTORY}\n")
     assert "Alert storm: 31 alerts" in msg.get_body(preferencelist=("html",)).get_content()
+
+
+def _assert_summary_of_too_many_details(msg, alerts):
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert f"Too many details for one email: {alerts} alerts ({alerts} firing, 0 resolved)\n" in text
+    assert text.endswith(f"Every alert, in full: {HISTORY}\n")
+    assert "x" * 100 not in text  # the giant descriptions stay in the history
+    assert f'<a href="{HISTORY}">Alert history</a>' in msg.get_body(preferencelist=("html",)).get_content()
+
+
+def test_details_larger_than_the_servers_size_become_a_summary():
+    events = [event(fingerprint=f"big{i}", description="x" * 3000) for i in range(5)]
+    with SmtpSink(data_size_limit=8000) as sink:  # advertises SIZE 8000; the details are ~35 KB
+        assert plain(sink).send(message(*events)).ok
+        [mail] = sink.messages
+    _assert_summary_of_too_many_details(mail["message"], 5)
+
+
+def test_details_over_the_receivers_own_cap_become_a_summary(smtp_sink, monkeypatch):
+    monkeypatch.setattr(email_channel, "MAX_EMAIL_BYTES", 8000)  # the sink allows 32 MiB
+    events = [event(fingerprint=f"big{i}", description="x" * 3000) for i in range(3)]
+    assert plain(smtp_sink).send(message(*events)).ok
+    _assert_summary_of_too_many_details(smtp_sink.messages[0]["message"], 3)
+    assert plain(smtp_sink).send(message(event(description="x" * 1000))).ok  # one fits: details kept
+    assert "x" * 1000 in smtp_sink.messages[1]["message"].get_body(preferencelist=("plain",)).get_content()
 
 
 def test_starttls_and_auth_with_a_password_file(tls_smtp_sink, test_ca, password_file):

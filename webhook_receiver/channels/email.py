@@ -4,7 +4,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 
-from .email_format import build_email
+from .email_format import MAX_EMAIL_BYTES, build_email
 from .model import Message, SendResult
 from .secrets import SecretError, read_secret
 
@@ -45,12 +45,12 @@ class EmailChannel:
             context = self._tls_context() if self.require_tls else None
         except SecretError as exc:
             return SendResult(ok=False, permanent=True, detail=str(exc))
-        mail = build_email(message, self.sender, self.to)
         try:
             # The timeout bounds the connect and every later socket operation
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 self._start_tls(smtp, context)
                 self._login(smtp, secure=context is not None)
+                mail = build_email(message, self.sender, self.to, max_bytes=_size_limit(smtp))
                 refused = smtp.send_message(mail, from_addr=self.sender, to_addrs=self.to)
         except (_Refused, SecretError) as exc:
             return SendResult(ok=False, permanent=True, detail=str(exc))
@@ -96,6 +96,13 @@ class EmailChannel:
         if not secure:
             raise _Refused("refusing to send SMTP credentials without TLS (set require_tls: true)")
         smtp.login(self.username, read_secret(self.password_file, self.password_env))
+
+
+def _size_limit(smtp: smtplib.SMTP) -> int:
+    """The largest mail to send: MAX_EMAIL_BYTES, or less when the server's SIZE (RFC 1870) says so."""
+    advertised = smtp.esmtp_features.get("size", "").strip()
+    # SIZE without a number, or 0, means no fixed limit
+    return min(MAX_EMAIL_BYTES, int(advertised)) if advertised.isdigit() and int(advertised) else MAX_EMAIL_BYTES
 
 
 class _Refused(Exception):

@@ -1,6 +1,7 @@
 """Render a Message as an email: a plain-text and an HTML part with the same content as Slack's."""
 from __future__ import annotations
 
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from html import escape
@@ -8,21 +9,34 @@ from html import escape
 from . import formatting as fmt
 from .model import AlertEvent, Message
 
+# A mail with every detail that is larger than this (or than the server's SIZE) becomes a summary that links
+# to the history: a batch of ordinary alerts is a few KB; only giant annotations get near it.
+MAX_EMAIL_BYTES = 1 << 20
+TOO_LARGE = "Too many details for one email"
 
-def build_email(message: Message, sender: str, to: list[str]) -> EmailMessage:
-    """A multipart/alternative email for `message`; a digest becomes a summary."""
+
+def build_email(message: Message, sender: str, to: list[str], max_bytes: int = MAX_EMAIL_BYTES) -> EmailMessage:
+    """A multipart/alternative email for `message`; a digest, or details over `max_bytes`, become a summary."""
+    if not message.digest:
+        mail = _envelope(message, sender, to)
+        mail.set_content(_detail_text(message))
+        mail.add_alternative(_detail_html(message), subtype="html")
+        if len(mail.as_bytes(policy=policy.SMTP)) <= max_bytes:  # as sent: CRLF line ends
+            return mail
+    title = "Alert storm" if message.digest else TOO_LARGE
+    mail = _envelope(message, sender, to)
+    mail.set_content(_summary_text(message, title))
+    mail.add_alternative(_summary_html(message, title), subtype="html")
+    return mail
+
+
+def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
     mail = EmailMessage()
     mail["Subject"] = fmt.headline(message.events)
     mail["From"] = sender
     mail["To"] = ", ".join(to)
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    if message.digest:
-        mail.set_content(_summary_text(message))
-        mail.add_alternative(_summary_html(message), subtype="html")
-    else:
-        mail.set_content(_detail_text(message))
-        mail.add_alternative(_detail_html(message), subtype="html")
     return mail
 
 
@@ -53,9 +67,9 @@ def _detail_text(message: Message) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _summary_text(message: Message) -> str:
+def _summary_text(message: Message, title: str) -> str:
     s = fmt.summarize(message.events)
-    counts = f"Alert storm: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
+    counts = f"{title}: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
     parts = [fmt.headline(message.events), "", counts, ""]
     parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
     if s.hidden_groups:
@@ -98,7 +112,7 @@ def _detail_html(message: Message) -> str:
     return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))
 
 
-def _summary_html(message: Message) -> str:
+def _summary_html(message: Message, title: str) -> str:
     s = fmt.summarize(message.events)
     groups = "".join(f"<li>{escape(fmt.group_line(g))}</li>" for g in s.groups)
     if s.hidden_groups:
@@ -108,7 +122,7 @@ def _summary_html(message: Message) -> str:
     )
     body = (
         f'<div style="border-left:6px solid {fmt.worst_colour(message.events)};padding:4px 12px">'
-        f"<p><b>Alert storm: {fmt.count(s.total, 'alert')}</b> ({s.firing} firing, {s.resolved} resolved)</p>"
+        f"<p><b>{title}: {fmt.count(s.total, 'alert')}</b> ({s.firing} firing, {s.resolved} resolved)</p>"
         f"<p>By alert:</p><ul>{groups}</ul><p>Examples:</p><ul>{examples}</ul></div>"
     )
     return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))
