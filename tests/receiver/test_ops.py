@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook_receiver import create_app
+from webhook_receiver.store import sqlite_relay
 from webhook_receiver.payload import canonical_time
 from webhook_receiver.store import migrations
 
@@ -136,3 +137,26 @@ def test_retention_prunes_finished_history_but_never_undelivered_rows(post, make
         assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_worker, slack, store, monkeypatch):
+    monkeypatch.setattr(sqlite_relay, "PRUNE_CHUNK", 3)
+    post(notification(*(alert("Old", machine=f"gpu-{i}") for i in range(25))))
+    post(notification(*(alert("Old", machine=f"gpu-{i}", status="resolved") for i in range(25))))
+    now = time.time()
+    make_worker().run_once(now)  # one digest delivers all 50 changes
+    commits = []
+    store._conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    assert store.prune(now - 60) == 0  # nothing is older than a minute ago
+    commits.clear()
+    removed = store.prune(now + 60)
+    # 50 delivery items and their 1 attempt, 50 outbox rows, 25 alerts, 50 events, 2 notifications
+    assert removed == 178
+    conn = sqlite3.connect(store.path)
+    try:
+        for table in ("delivery_items", "deliveries", "outbox", "alerts", "events", "notifications"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    finally:
+        conn.close()
+    # At most 3 rows of a table per transaction: 1 + 17 + 9 + 17 + 1 short ones, not one long one.
+    assert len(commits) == 45

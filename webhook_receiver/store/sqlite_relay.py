@@ -14,19 +14,26 @@ _CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, 
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
 COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
           " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value")
-_PRUNE = (
-    # Attempts and finished rows first, then the events and notifications nothing refers to any more.
-    "DELETE FROM delivery_items WHERE delivery_id IN (SELECT id FROM deliveries WHERE attempted_at < :cutoff)",
-    "DELETE FROM deliveries WHERE attempted_at < :cutoff",
-    "DELETE FROM outbox WHERE state IN ('delivered', 'failed') AND finished_at < :cutoff"
-    " AND event_id IN (SELECT id FROM events WHERE received_at < :cutoff)",
-    "DELETE FROM alerts WHERE status = 'resolved'"
-    " AND event_id IN (SELECT id FROM events WHERE received_at < :cutoff)",
-    "DELETE FROM events WHERE received_at < :cutoff AND id NOT IN (SELECT event_id FROM alerts)"
-    " AND id NOT IN (SELECT event_id FROM outbox)",
-    "DELETE FROM notifications WHERE received_at < :cutoff"
-    " AND id NOT IN (SELECT notification_id FROM outbox WHERE notification_id IS NOT NULL)",
+# Attempts and finished rows first, then the events and notifications nothing refers to any more. Each step
+# deletes at most :chunk rows per transaction and is repeated until a chunk comes back short: a month of
+# history deleted in one transaction would hold the write lock for seconds, and every webhook would wait
+# (503 past busy_timeout). Each transaction leaves the history whole, so a crash in between loses nothing.
+_PRUNE_STEPS = (
+    ("DELETE FROM delivery_items WHERE delivery_id IN"
+     " (SELECT id FROM deliveries WHERE attempted_at < :cutoff ORDER BY id LIMIT :chunk)",
+     "DELETE FROM deliveries WHERE id IN"
+     " (SELECT id FROM deliveries WHERE attempted_at < :cutoff ORDER BY id LIMIT :chunk)"),
+    ("DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o JOIN events e ON e.id = o.event_id"
+     " WHERE o.state IN ('delivered', 'failed') AND o.finished_at < :cutoff AND e.received_at < :cutoff"
+     " LIMIT :chunk)",),
+    ("DELETE FROM alerts WHERE fingerprint IN (SELECT a.fingerprint FROM alerts a JOIN events e"
+     " ON e.id = a.event_id WHERE a.status = 'resolved' AND e.received_at < :cutoff LIMIT :chunk)",),
+    ("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < :cutoff"
+     " AND id NOT IN (SELECT event_id FROM alerts) AND id NOT IN (SELECT event_id FROM outbox) LIMIT :chunk)",),
+    ("DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE received_at < :cutoff"
+     " AND id NOT IN (SELECT notification_id FROM outbox WHERE notification_id IS NOT NULL) LIMIT :chunk)",),
 )
+PRUNE_CHUNK = 1000  # rows per pruning transaction: a few milliseconds of holding the write lock
 
 
 def _id_list(ids) -> str:
@@ -113,8 +120,13 @@ class RelayQueries:
 
     def prune(self, cutoff: float) -> int:
         removed = 0
-        with self._write() as conn:
-            for statement in _PRUNE:
-                removed += conn.execute(statement, {"cutoff": cutoff}).rowcount
+        params = {"cutoff": cutoff, "chunk": PRUNE_CHUNK}
+        for statements in _PRUNE_STEPS:
+            while True:
+                with self._write() as conn:
+                    counts = [conn.execute(statement, params).rowcount for statement in statements]
+                removed += sum(counts)
+                if counts[-1] < PRUNE_CHUNK:  # the last statement deletes the rows the step selects
+                    break
         return removed
 
