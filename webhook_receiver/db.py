@@ -23,6 +23,13 @@ def init_app(app: Flask, config: Config) -> Store:
     return store
 
 
+def close_store(app: Flask) -> None:
+    """Close `app`'s store, writing what it still holds in memory."""
+    store = app.extensions.get(_KEY)
+    if store is not None:
+        store.close()
+
+
 def get_store() -> Store:
     """The current app's store."""
     return current_app.extensions[_KEY]

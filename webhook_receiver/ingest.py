@@ -24,11 +24,8 @@ def _answer(code: int, /, **fields) -> Response:
 
 
 def _reject(reason: str, status: int, message: str, **fields):
-    """A JSON error answer, counted by reason; counting is best effort (the store may be the problem)."""
-    try:
-        get_store().count("rejected", reason)
-    except StorageError:
-        pass
+    """A JSON error answer, counted by reason (in memory first: see Store.count)."""
+    get_store().count("rejected", reason)
     log.info("ingest.rejected reason=%s status=%d remote=%s", reason, status, request.remote_addr)
     return _answer(status, error=message, **fields)
 

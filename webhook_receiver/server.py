@@ -10,6 +10,7 @@ import threading
 from gunicorn.app.base import BaseApplication
 
 from webhook_receiver import create_app
+from webhook_receiver.db import close_store
 from webhook_receiver.config import Config
 from webhook_receiver.logs import KeyValueFormatter
 
@@ -95,6 +96,7 @@ class ReceiverServer(BaseApplication):
             "pre_request": self._pre_request,
             "on_starting": self._on_starting,
             "when_ready": self._when_ready,
+            "worker_exit": self._worker_exit,
             "on_exit": self._on_exit,
         }
         for key, value in options.items():
@@ -121,6 +123,12 @@ class ReceiverServer(BaseApplication):
     def _when_ready(self, server) -> None:
         if self.relay:
             self.relay.start()
+
+    def _worker_exit(self, server, worker) -> None:
+        # A worker that stops writes the counts it still holds in memory (Store.count).
+        app = getattr(worker, "wsgi", None)
+        if app is not None:
+            close_store(app)
 
     def _on_exit(self, server) -> None:
         if self.relay:

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook_receiver import create_app
+from webhook_receiver.store import sqlite as sqlite_store
 from webhook_receiver.store import sqlite_relay
 from webhook_receiver.payload import canonical_time
 from webhook_receiver.store import migrations
@@ -22,12 +23,13 @@ def samples(client):
             for family in text_string_to_metric_families(response.get_data(as_text=True)) for s in family.samples}
 
 
-def test_metrics_values(client, post, make_worker, slack):
+def test_metrics_values(client, post, make_worker, slack, store):
     body = notification(alert(machine="gpu-1"), alert(machine="gpu-2", severity="critical"))
     post(body)
     post(body)  # a retry: two duplicates
     post(body, token="wrong")
     post(notification(alert(machine="gpu-3")), channel="email-oncall")
+    store.flush_counts()  # rejections are written within a second; do not wait for it
     before = samples(client)
     assert before[("dumont_receiver_received_total", (("channel", "slack-oncall"),))] == 4
     assert before[("dumont_receiver_duplicates_total", (("channel", "slack-oncall"),))] == 2
@@ -160,3 +162,37 @@ def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_
         conn.close()
     # At most 3 rows of a table per transaction: 1 + 17 + 9 + 17 + 1 short ones, not one long one.
     assert len(commits) == 45
+
+
+def stored_counter(path, name, label):
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT value FROM counters WHERE name = ? AND label = ?", (name, label)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else 0
+
+
+def test_rejections_while_the_database_is_locked_are_counted_once_it_is_free(post, client, store):
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        assert [post(notification(alert()), token="wrong").status_code for _ in range(2)] == [401, 401]
+        store.flush_counts()  # cannot write: the counts stay in memory
+        assert ("dumont_receiver_rejected_total", (("reason", "unauthorized"),)) not in samples(client)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    deadline = time.monotonic() + 10
+    while stored_counter(store.path, "rejected", "unauthorized") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stored_counter(store.path, "rejected", "unauthorized") == 2  # written by the flusher, none lost
+    assert samples(client)[("dumont_receiver_rejected_total", (("reason", "unauthorized"),))] == 2
+
+
+def test_closing_the_store_writes_the_counts_it_holds(post, store, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "COUNTS_FLUSH_INTERVAL", 3600)
+    post(notification(alert()), channel="nowhere")
+    assert stored_counter(store.path, "rejected", "unknown_channel") == 0  # in memory only
+    store.close()
+    assert stored_counter(store.path, "rejected", "unknown_channel") == 1

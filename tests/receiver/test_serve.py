@@ -3,6 +3,7 @@ import http.client
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -56,6 +57,19 @@ def test_serve_stores_relays_and_stops_cleanly(served, slack):
     with pytest.raises(ProcessLookupError):
         os.kill(relay, 0)
     assert TOKEN not in served.log()
+
+
+def test_rejections_counted_in_memory_are_written_when_serve_stops(served, config_values):
+    for _ in range(3):
+        response = requests.post(served.url + "/webhook/slack-oncall", json=notification(alert()),
+                                 headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert response.status_code == 401
+    assert served.stop() == 0  # counts wait in memory for up to a second; a stopping worker writes its own
+    conn = sqlite3.connect(config_values["database"])
+    try:
+        assert conn.execute("SELECT value FROM counters WHERE name = 'rejected'").fetchall() == [(3,)]
+    finally:
+        conn.close()
 
 
 def test_a_killed_receiver_delivers_what_it_acknowledged_after_restart(tmp_path, config_values, slack, slack_path):

@@ -91,7 +91,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def count(self, name: str, label: str, amount: int = 1) -> None:
-        """Add to a shared counter."""
+        """Add to a shared counter, soon: other processes see it within about a second, and never raises."""
 
     # -- reads
     @abc.abstractmethod
@@ -108,7 +108,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def counters(self) -> dict[tuple[str, str], int]:
-        """Every shared counter by (name, label)."""
+        """Every shared counter by (name, label), as written (count()s of the last second may be missing)."""
 
     @abc.abstractmethod
     def outbox_depth(self) -> dict[str, int]:

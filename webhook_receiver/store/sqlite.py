@@ -54,6 +54,7 @@ _json_text = json.JSONEncoder(sort_keys=True).encode
 # SQLite's default 4 KiB pages, 19 KB with these. Most rows fit in one page; longer ones overflow.
 PAGE_SIZE = 1024
 SYNCHRONOUS_MODES = ("normal", "full")  # SQLite's synchronous settings the receiver offers (README: Durability)
+COUNTS_FLUSH_INTERVAL = 1.0  # seconds a count() may wait in memory before it is written
 _QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
           " VALUES (?, ?, ?, ?, ?)")
 
@@ -103,6 +104,10 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         self._queue_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._lock_pid: int | None = None
+        self._unflushed: Counter[tuple[str, str]] = Counter()  # count()s not yet written, this process
+        self._counts_lock = threading.Lock()
+        self._flusher_pid: int | None = None
+        self._closing = threading.Event()
 
     # -- connections
     def _conn(self) -> sqlite3.Connection:
@@ -124,6 +129,10 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         return conn
 
     def close(self) -> None:
+        with self._lock:  # the flusher stops; a store used again after close() starts a new one
+            self._closing.set()
+            self._closing, self._flusher_pid = threading.Event(), None
+        self.flush_counts()
         with self._lock:
             for conn in self._all:
                 conn.close()
@@ -343,5 +352,30 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
             conn.execute(COUNT, ("received", channel, alerts))
 
     def count(self, name: str, label: str, amount: int = 1) -> None:
-        with self._write() as conn:
-            conn.execute(COUNT, (name, label, amount))
+        # Kept in memory and written by a background thread: a transaction per rejected request would turn a
+        # flood of bad requests into write load, and a 503 for a locked database would wait for it again.
+        with self._counts_lock:
+            self._unflushed[name, label] += amount
+        if self._flusher_pid != os.getpid():  # one flusher per process (gunicorn forks workers)
+            with self._lock:
+                if self._flusher_pid != os.getpid():
+                    self._flusher_pid = os.getpid()
+                    threading.Thread(target=self._flush_counts_forever, args=(self._closing,),
+                                     name="counts-flusher", daemon=True).start()
+
+    def _flush_counts_forever(self, closing: threading.Event) -> None:
+        while not closing.wait(COUNTS_FLUSH_INTERVAL):
+            self.flush_counts()
+
+    def flush_counts(self) -> None:
+        """Write the counts this process holds in memory; on a storage error they wait for the next flush."""
+        with self._counts_lock:
+            deltas, self._unflushed = self._unflushed, Counter()
+        if not deltas:
+            return
+        try:
+            with self._write() as conn:
+                conn.executemany(COUNT, [(name, label, amount) for (name, label), amount in deltas.items()])
+        except StorageError:
+            with self._counts_lock:
+                self._unflushed.update(deltas)
