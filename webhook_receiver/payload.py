@@ -13,6 +13,7 @@ ZERO_TIME = "0001-01-01T00:00:00.000000000Z"
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
 STATUSES = ("firing", "resolved")
+_MISSING = object()
 
 
 class PayloadError(ValueError):
@@ -96,12 +97,13 @@ def format_epoch(seconds: float) -> str:
 
 
 def _field(obj: Mapping[str, Any], key: str, path: str, kind: type, kind_name: str) -> Any:
-    if key not in obj:
+    value = obj.get(key, _MISSING)
+    # JSON decodes to exact types, never subclasses: one identity check (it also keeps bool out of int).
+    if type(value) is kind:
+        return value
+    if value is _MISSING:
         raise PayloadError(f"{path}{key}: required")
-    value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise PayloadError(f"{path}{key}: expected {kind_name}, got {_json_type(value)}")
-    return value
+    raise PayloadError(f"{path}{key}: expected {kind_name}, got {_json_type(value)}")
 
 
 def _json_type(value: Any) -> str:
