@@ -93,6 +93,12 @@ def session_cpu_seconds(session: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far by kind (the `cpu` line of /proc/stat: user, nice, system, idle, ...)."""
+    with open("/proc/stat") as stat:
+        return [int(field) for field in stat.readline().split()[1:]]
+
+
 def blast(port: int, path: str, bodies: list[bytes], session: int) -> dict:
     """Post every body over CLIENTS concurrent connections; request figures, and the server's CPU per request.
 
@@ -101,17 +107,20 @@ def blast(port: int, path: str, bodies: list[bytes], session: int) -> dict:
     """
     shares = [(port, path, bodies[i::CLIENTS]) for i in range(CLIENTS)]
     with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
-        cpu_before = session_cpu_seconds(session)
+        cpu_before, machine_before = session_cpu_seconds(session), cpu_times()
         started = time.perf_counter()
         results = pool.map(_client, shares)
         elapsed = time.perf_counter() - started
         cpu = session_cpu_seconds(session) - cpu_before
+        machine = [after - before for before, after in zip(machine_before, cpu_times())]
     latencies = sorted(x for lat, _, _ in results for x in lat)
     return {"requests": len(latencies), "elapsed": elapsed, "rps": len(latencies) / elapsed,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
             "failures": sum(f for _, f, _ in results), "cpu_ms": cpu * 1000 / len(latencies),
-            "client_cpu_ms": sum(c for _, _, c in results) * 1000 / len(latencies)}
+            "client_cpu_ms": sum(c for _, _, c in results) * 1000 / len(latencies),
+            # The hypervisor's share of this VM's cores (steal) moves from run to run: part of the drift
+            "steal": machine[7] / sum(machine), "idle": (machine[3] + machine[4]) / sum(machine)}
 
 
 def bodies_for(per_webhook: int) -> list[bytes]:
@@ -163,7 +172,7 @@ def run_mode(per_webhook: int, sink: SlackSink) -> tuple[list[str], dict, bool]:
         lines.append(f"  {per_webhook:>2} alert(s)/webhook, {name:<14}: {ALERTS / figures['elapsed']:8.0f} alerts/s"
                      f"  {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
                      f"  server CPU {figures['cpu_ms']:5.2f} ms/req (clients {figures['client_cpu_ms']:4.2f})"
-                     f"  non-200: {figures['failures']}")
+                     f"  idle {figures['idle']:4.0%} steal {figures['steal']:4.0%}  non-200: {figures['failures']}")
     lines.append(f"  {per_webhook:>2} alert(s)/webhook: history holds {events} state changes of {distinct} distinct"
                  f" alerts (want exactly {ALERTS}: lost {ALERTS - distinct}, duplicated {events - distinct});"
                  f" outbox depth left {depth}")
@@ -233,7 +242,8 @@ def main() -> int:
             print("\n".join(lines))
             print(f"   baseline empty Flask endpoint (same server config, 1-alert bodies): {base['rps']:7.0f} req/s"
                   f"  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms  server CPU"
-                  f" {base['cpu_ms']:5.2f} ms/req (clients {base['client_cpu_ms']:4.2f})")
+                  f" {base['cpu_ms']:5.2f} ms/req (clients {base['client_cpu_ms']:4.2f})  idle {base['idle']:4.0%}"
+                  f" steal {base['steal']:4.0%}")
             print(f"   one-alert webhooks at {one['rps'] / base['rps']:.0%} of the baseline's request rate")
         ten_lines, _, ok = run_mode(10, sink)
         exact &= ok
