@@ -10,8 +10,8 @@ import threading
 from gunicorn.app.base import BaseApplication
 
 from webhook_receiver import create_app
-from webhook_receiver.db import close_store
 from webhook_receiver.config import Config
+from webhook_receiver.db import close_store
 from webhook_receiver.logs import KeyValueFormatter
 
 log = logging.getLogger(__name__)

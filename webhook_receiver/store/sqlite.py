@@ -106,6 +106,7 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         self._lock_pid: int | None = None
         self._unflushed: Counter[tuple[str, str]] = Counter()  # count()s not yet written, this process
         self._counts_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
         self._flusher_pid: int | None = None
         self._closing = threading.Event()
 
@@ -131,7 +132,10 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
     def close(self) -> None:
         with self._lock:  # the flusher stops; a store used again after close() starts a new one
             self._closing.set()
-            self._closing, self._flusher_pid = threading.Event(), None
+            flusher = self._flusher if self._flusher_pid == os.getpid() else None
+            self._closing, self._flusher, self._flusher_pid = threading.Event(), None, None
+        if flusher is not None:
+            flusher.join(self.busy_timeout + 1)  # a flush under way ends before its connection is closed
         self.flush_counts()
         with self._lock:
             for conn in self._all:
@@ -360,8 +364,9 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
             with self._lock:
                 if self._flusher_pid != os.getpid():
                     self._flusher_pid = os.getpid()
-                    threading.Thread(target=self._flush_counts_forever, args=(self._closing,),
-                                     name="counts-flusher", daemon=True).start()
+                    self._flusher = threading.Thread(target=self._flush_counts_forever, args=(self._closing,),
+                                                     name="counts-flusher", daemon=True)
+                    self._flusher.start()
 
     def _flush_counts_forever(self, closing: threading.Event) -> None:
         while not closing.wait(COUNTS_FLUSH_INTERVAL):
