@@ -120,7 +120,7 @@ class Spec:
     receiver_token_file: str
     recording: tuple[RecordingGroup, ...]
     alerts: tuple[Alert, ...]
-    routing: dict  # group_by and the root timings
+    routing: dict  # group_by, the root timings and max_alerts (when set)
     default_channels: tuple[str, ...]
     routes: tuple[Route, ...]
     inhibitions: tuple[Inhibition, ...]

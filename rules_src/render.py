@@ -115,9 +115,12 @@ def _prometheus(spec: Spec) -> str:
 def _webhook(spec: Spec, channel: str) -> dict:
     # A heartbeat channel gets only "firing" posts: Alertmanager sends a resolved Watchdog when Prometheus
     # stops, and the receiver would take that for one more heartbeat and delay the dead man's switch.
-    return {"url": f"http://{spec.endpoints['receiver']}/webhook/{channel}",
-            "send_resolved": spec.channels[channel].get("type") != "heartbeat",
-            "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}}
+    webhook = {"url": f"http://{spec.endpoints['receiver']}/webhook/{channel}",
+               "send_resolved": spec.channels[channel].get("type") != "heartbeat",
+               "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}}
+    if "max_alerts" in spec.routing:
+        webhook["max_alerts"] = spec.routing["max_alerts"]
+    return webhook
 
 
 def _alertmanager(spec: Spec) -> str:

@@ -104,6 +104,14 @@ def test_active_alerts_and_timeline(client, filled):
     assert missing.status_code == 404 and missing.get_json() == {"error": "unknown alert '0000000000000000'"}
 
 
+def test_a_delivery_says_how_many_alerts_alertmanager_left_out_of_the_post(client, post):
+    body = notification(alert(machine="gpu-1"))
+    body["truncatedAlerts"] = 499  # a group of 500 alerts with max_alerts: 1
+    post(body)
+    (entry,) = client.get("/api/v1/history").get_json()["entries"]
+    assert entry["deliveries"][0]["notification"]["truncated_alerts"] == 499
+
+
 def test_html_page_escapes_what_comes_from_outside(client, post):
     post(notification(alert("Evil", machine="<script>alert(1)</script>", severity="critical")))
     page = client.get("/")

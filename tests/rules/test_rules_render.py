@@ -17,6 +17,7 @@ from rules_src.render import render
 from rules_src.spec import load
 from rules_src.tools import check_env
 from rules_src.writer import UnsafePath, stage
+from webhook_receiver.config import Config as ReceiverConfig
 
 GOLDEN = TESTDATA / "golden"
 
@@ -87,6 +88,15 @@ def test_a_project_route_that_breaks_the_contract_fails_check(rules_copy, tmp_pa
             "     amtool routes it to machinedown, which post to email-team; "
             "rules_src/contract.yaml promises email-oncall, slack-oncall\n") in capsys.readouterr().out
     assert not (tmp_path / "generated").exists()
+
+
+@pytest.mark.parametrize("env", ["dev", "fast", "prod"])
+def test_every_webhook_post_stays_under_the_receivers_body_limit(env):
+    # A post past max_body_bytes is answered 413, and Alertmanager drops it rather than retry: max_alerts
+    # caps a post at what fits, with room for 2 KB an alert (labels, annotations, a long generatorURL).
+    am = yaml.safe_load((REPO / "generated" / env / "alertmanager" / "alertmanager.yml").read_text())
+    caps = [w.get("max_alerts") for r in am["receivers"] for w in r["webhook_configs"]]
+    assert caps and all(cap is not None and cap * 2048 <= ReceiverConfig.max_body_bytes for cap in caps), caps
 
 
 def test_heartbeats_are_never_sent_resolved(good):

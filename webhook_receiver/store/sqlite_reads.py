@@ -11,7 +11,7 @@ _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.aler
                   " e.annotations, e.generator_url, e.received_at")
 _DELIVERIES = (
     "SELECT o.event_id, o.id, o.channel, o.state, o.attempts, o.detail, o.finished_at, o.due_at,"
-    " n.receiver, n.group_key, n.received_at FROM outbox o"
+    " n.receiver, n.group_key, n.received_at, n.truncated_alerts FROM outbox o"
     " LEFT JOIN notifications n ON n.id = o.notification_id WHERE o.event_id IN ({}) ORDER BY o.id")
 _ATTEMPTS = (
     "SELECT di.outbox_id, d.attempted_at, d.ok, d.digest, d.detail FROM delivery_items di"
@@ -77,7 +77,8 @@ class ReadQueries:
                 "finished_at": format_epoch(row[6]) if row[6] is not None else None,
                 "next_attempt_at": format_epoch(row[7]) if row[3] == "pending" else None,
                 "notification": None if row[8] is None else {
-                    "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10])},
+                    "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10]),
+                    "truncated_alerts": row[11]},  # alerts of the group Alertmanager left out (max_alerts)
             }
             by_id[row[0]]["deliveries"].append(delivery)
             outbox[row[1]] = delivery
