@@ -168,6 +168,21 @@ def test_storm_becomes_one_digest(post, make_worker, slack, store, client):
     assert "[FIRING:25]" in post_["body"]["text"] and "since=" in post_["body"]["text"]  # linking to them
 
 
+def test_a_digest_says_how_many_alerts_alertmanager_left_out_of_its_posts(post, make_worker, slack):
+    group = notification(*(alert(machine=f"gpu-{i}") for i in range(25)))
+    group["truncatedAlerts"] = 1500  # max_alerts: 25 of a group of 1,525
+    post(group)
+    group["alerts"][0] = alert(machine="gpu-25")  # the group's next post, 1,500 still left out: counted once
+    post(group)
+    other = notification(alert("SyncStalled", machine="gpu-1"))
+    other["truncatedAlerts"] = 7
+    post(other)
+    assert make_worker().run_once(time.time()) == 1
+    (digest,) = slack.received
+    assert ("_Alertmanager left 1,507 more alerts of these groups out of its posts (max_alerts): they are in"
+            " Alertmanager, not in the alert history._") in digest["body"]["text"]
+
+
 def test_below_the_storm_threshold_batches(post, make_worker, slack):
     post(notification(*(alert(machine=f"gpu-{i}") for i in range(7))))
     assert make_worker().run_once(time.time()) == 2  # batch_size 5: 5 + 2

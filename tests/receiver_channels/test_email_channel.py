@@ -105,6 +105,17 @@ def test_details_over_the_receivers_own_cap_become_a_summary(smtp_sink, monkeypa
     assert "x" * 1000 in smtp_sink.messages[1]["message"].get_body(preferencelist=("plain",)).get_content()
 
 
+def test_alerts_alertmanager_left_out_are_said_in_both_parts(smtp_sink):
+    events = [event(fingerprint=f"d{i}") for i in range(30)]
+    for digest in (False, True):
+        assert plain(smtp_sink).send(Message("email-oncall", events, HISTORY, digest=digest, left_out=1500)).ok
+    for mail in smtp_sink.messages:
+        line = ("Alertmanager left 1,500 more alerts of these groups out of its posts (max_alerts): they are in"
+                " Alertmanager, not in the alert history.")
+        assert f"\n\n{line}\n\n" in mail["message"].get_body(preferencelist=("plain",)).get_content()
+        assert f"<p><i>{line}</i></p>" in mail["message"].get_body(preferencelist=("html",)).get_content()
+
+
 def test_starttls_and_auth_with_a_password_file(tls_smtp_sink, test_ca, password_file):
     result = secure(tls_smtp_sink, test_ca, password_file).send(message())
     assert result == SendResult(ok=True, detail="sent to 1 recipient(s)")

@@ -37,6 +37,14 @@ def test_critical_firing_is_red_with_summary_machine_description_and_links():
     )
 
 
+def test_alerts_alertmanager_left_out_are_said_under_the_headline():
+    payload = build_payload(Message("slack-oncall", [event()], HISTORY, left_out=1))
+    assert payload["text"] == (
+        f"*[FIRING:1] DiskAlmostFull (critical)* · <{HISTORY}|History>\n_Alertmanager left 1 more alert of these"
+        " groups out of its posts (max_alerts): they are in Alertmanager, not in the alert history._")
+    assert "left" not in payload_for(event())["text"]
+
+
 def test_warning_firing_is_orange_and_info_is_blue():
     assert payload_for(event(severity="warning"))["attachments"][0]["color"] == "#F2A900"
     assert payload_for(event(severity="info"))["attachments"][0]["color"] == "#2F80ED"

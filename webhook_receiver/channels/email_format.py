@@ -40,6 +40,11 @@ def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
     return mail
 
 
+def _left_out(message: Message) -> list[str]:
+    """The plain-text lines about alerts Alertmanager cut from its posts, if it cut any."""
+    return [fmt.left_out_line(message.left_out), ""] if message.left_out else []
+
+
 def _facts(event: AlertEvent) -> list[tuple[str, str]]:
     """(label, value) lines both parts show for one alert."""
     facts = [("Machine", fmt.machine(event)), ("Value", event.annotations.get("value", ""))]
@@ -57,7 +62,7 @@ def _state(event: AlertEvent) -> str:
 
 
 def _detail_text(message: Message) -> str:
-    parts = [fmt.headline(message.events), ""]
+    parts = [fmt.headline(message.events), ""] + _left_out(message)
     for event in message.events:
         parts.append(f"{_state(event)} · {fmt.alertname(event)} · {fmt.severity(event)}")
         parts.append(fmt.summary_text(event))
@@ -70,7 +75,7 @@ def _detail_text(message: Message) -> str:
 def _summary_text(message: Message, title: str) -> str:
     s = fmt.summarize(message.events)
     counts = f"{title}: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
-    parts = [fmt.headline(message.events), "", counts, ""]
+    parts = [fmt.headline(message.events), ""] + _left_out(message) + [counts, ""]
     parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
     if s.hidden_groups:
         parts.append(f"  - ... and {s.hidden_groups} more alert names")
@@ -81,9 +86,15 @@ def _summary_text(message: Message, title: str) -> str:
 
 _PAGE = (
     '<!doctype html><html><body style="font-family:Helvetica,Arial,sans-serif;font-size:14px;color:#1d1c1d">'
-    "<h2 style=\"font-size:18px\">{title}</h2>{body}"
+    "<h2 style=\"font-size:18px\">{title}</h2>{left_out}{body}"
     '<p><a href="{history}">Alert history</a></p></body></html>'
 )
+
+
+def _page(message: Message, body: str) -> str:
+    left_out = f"<p><i>{escape(fmt.left_out_line(message.left_out))}</i></p>" if message.left_out else ""
+    return _PAGE.format(title=escape(fmt.headline(message.events)), left_out=left_out, body=body,
+                        history=escape(message.history_url))
 
 
 def _value_html(label: str, value: str) -> str:
@@ -109,7 +120,7 @@ def _event_html(event: AlertEvent) -> str:
 
 def _detail_html(message: Message) -> str:
     body = "".join(_event_html(e) for e in message.events)
-    return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))
+    return _page(message, body)
 
 
 def _summary_html(message: Message, title: str) -> str:
@@ -125,4 +136,4 @@ def _summary_html(message: Message, title: str) -> str:
         f"<p><b>{title}: {fmt.count(s.total, 'alert')}</b> ({s.firing} firing, {s.resolved} resolved)</p>"
         f"<p>By alert:</p><ul>{groups}</ul><p>Examples:</p><ul>{examples}</ul></div>"
     )
-    return _PAGE.format(title=escape(fmt.headline(message.events)), body=body, history=escape(message.history_url))
+    return _page(message, body)

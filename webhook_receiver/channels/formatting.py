@@ -132,6 +132,12 @@ def example_line(event: AlertEvent) -> str:
     return clip(f"{event.status.upper()} {where + ': ' if where else ''}{summary_text(event)}")
 
 
+def left_out_line(n: int) -> str:
+    """What a message says when Alertmanager cut `n` alerts of its groups from the posts (max_alerts)."""
+    return (f"Alertmanager left {count(n, 'more alert')} of these groups out of its posts (max_alerts):"
+            " they are in Alertmanager, not in the alert history.")
+
+
 def count(n: int, noun: str) -> str:
-    """`1 alert`, `3 alerts`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    """`1 alert`, `3 alerts`, `1,500 alerts`."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

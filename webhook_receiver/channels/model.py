@@ -27,6 +27,7 @@ class Message:
     events: Sequence[AlertEvent]
     history_url: str
     digest: bool = False  # an alert storm folded into one message: render a summary
+    left_out: int = 0     # alerts of the same groups that Alertmanager cut from its posts (max_alerts)
 
 
 @dataclass(frozen=True)

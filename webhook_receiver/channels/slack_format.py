@@ -36,7 +36,8 @@ def build_payload(message: Message, channel: str | None = None) -> dict[str, Any
 
 
 def _header(message: Message) -> str:
-    return f"*{escape(fmt.headline(message.events))}* · {link(message.history_url, 'History')}"
+    header = f"*{escape(fmt.headline(message.events))}* · {link(message.history_url, 'History')}"
+    return header + (f"\n_{escape(fmt.left_out_line(message.left_out))}_" if message.left_out else "")
 
 
 def _detailed(message: Message) -> dict[str, Any]:

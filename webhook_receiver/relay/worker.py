@@ -89,8 +89,11 @@ class RelayWorker:
         return sent
 
     def _send(self, channel: Channel, items: Sequence[OutboxItem], now: float, digest: bool) -> bool:
+        # Per group, the newest post's cut (items are oldest first): a later post of a group, or a retry,
+        # counts the same left-out alerts again.
+        left_out = sum({item.group_key: item.truncated_alerts for item in items}.values())
         message = Message(channel.name, tuple(item.event for item in items),
-                          self._history_url(channel.name, items, digest), digest)
+                          self._history_url(channel.name, items, digest), digest, left_out)
         try:
             result = channel.send(message)
         except Exception as exc:  # the contract says send() never raises; the relay must outlive a bug

@@ -34,6 +34,8 @@ class OutboxItem:
     attempts: int
     received_at: float
     event: AlertEvent
+    group_key: str | None = None  # Alertmanager's group of the post that queued it (None: the receiver's own)
+    truncated_alerts: int = 0     # alerts of that group Alertmanager left out of the post (max_alerts)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
 
 _CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, e.labels, e.annotations,"
-              " e.starts_at, e.ends_at, e.generator_url FROM outbox o JOIN events e ON e.id = o.event_id"
+              " e.starts_at, e.ends_at, e.generator_url, n.group_key, coalesce(n.truncated_alerts, 0)"
+              " FROM outbox o JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id"
               " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id")
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
 COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
@@ -93,7 +94,8 @@ class RelayQueries:
         return [OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2],
                            event=AlertEvent(fingerprint=row[3], status=row[4], labels=json.loads(row[5]),
                                             annotations=json.loads(row[6]), starts_at=row[7],
-                                            ends_at=row[8], generator_url=row[9]))
+                                            ends_at=row[8], generator_url=row[9]),
+                           group_key=row[10], truncated_alerts=row[11])
                 for row in rows if row[0] in marked]
 
     def finish(self, channel, now, ok, digest, detail, updates) -> None:
