@@ -5,23 +5,37 @@ as webhooks of ten (each on a fresh database), then the same webhooks again as r
 speak raw HTTP/1.1 (~0.1 ms of CPU per request) so that they leave the two cores to the server. The relay
 runs, delivering to a local SlackSink (storms fold into digests, so it costs the database little).
 Baseline: an empty Flask endpoint under the same gunicorn configuration.
+
+The one-alert storm and the baseline take turns in slices of 1,000 webhooks, so both meet the same machine:
+this VM's speed drifts by +-20% within a minute (the hypervisor's steal), which made a receiver run and a
+baseline run seconds apart disagree by more than the target's margin. While the baseline has its turn, the
+receiver's processes are stopped (SIGSTOP), so its relay cannot spend the baseline's time. A slice's rate
+counts the answers from the moment every client, already connected, is released at once, until the first
+client is done: start-up and the tail of clients finishing one by one would otherwise weigh more in the
+baseline's shorter slices (measured: ten slices of the baseline came out at 0.68-0.82 of one long run; with
+this window, 0.92-1.11, the machine's drift). Server CPU per request counts everything.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import requests  # noqa: E402
 import yaml  # noqa: E402
 
 from deploy.local.sinks import SlackSink  # noqa: E402
@@ -34,40 +48,66 @@ CLIENTS = 8          # concurrent keep-alive connections, one per client process
 WORKERS, THREADS = Config.workers, Config.threads  # what ships, for the receiver and the baseline alike
 TOKEN = "bench-token"
 ROUNDS = 3
+SLICES = 10          # turns per round of the one-alert storm and of the baseline
 TARGETS = {"alerts_per_s": 1000, "p99_ms": 100, "baseline_share": 0.5}
+PATH = "/webhook/slack-oncall"
+
+
+_start = None  # the slice's barrier, in each client process (blast)
+
+
+def _set_start(barrier) -> None:
+    global _start
+    _start = barrier
+
+
+def _exchange(sock: socket.socket, reader, request: bytes) -> tuple[int, bool]:
+    """Send one request and read its answer: the status, and whether the server closes the connection."""
+    sock.sendall(request)
+    status = int(reader.readline().split(b" ", 2)[1])
+    length, close = 0, False
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection":
+            close = value.strip().lower() == b"close"
+    reader.read(length)
+    return status, close
+
+
+def _connect(port: int):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, sock.makefile("rb")
 
 
 def _client(args):
-    """One keep-alive connection posting its share of bodies; latencies in seconds, failures, CPU seconds.
+    """One keep-alive connection posting its share of bodies: latencies (s), failures, CPU (s), the start
+    and each answer's time (perf_counter, CLOCK_MONOTONIC: comparable between the client processes).
 
     Raw HTTP/1.1 over one socket, like wrk: http.client spent ~0.45 ms of CPU per request, a quarter of
-    this 2-core machine taken from the server it measures.
+    this 2-core machine taken from the server it measures. Every client connects (and asks /-/ready once)
+    before a barrier lets them all go together.
     """
     port, path, bodies = args
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {TOKEN}\r\n")
-    requests = [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
-    latencies, failures = [], 0
+    requests_ = [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+    sock, reader = _connect(port)
+    _exchange(sock, reader, f"GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    _start.wait(timeout=60)
+    latencies, answered, failures = [], [], 0
     cpu_started = time.process_time()
-    sock = reader = None
-    for request in requests:
+    began = time.perf_counter()
+    for request in requests_:
         started = time.perf_counter()
         if sock is None:  # the server closes a keep-alive connection now and then (keepalive_requests)
-            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            reader = sock.makefile("rb")
-        sock.sendall(request)
-        status = int(reader.readline().split(b" ", 2)[1])
-        length, close = 0, False
-        while (line := reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection":
-                close = value.strip().lower() == b"close"
-        reader.read(length)
-        latencies.append(time.perf_counter() - started)
+            sock, reader = _connect(port)
+        status, close = _exchange(sock, reader, request)
+        answered.append(time.perf_counter())
+        latencies.append(answered[-1] - started)
         failures += status != 200
         if close:
             reader.close()
@@ -77,7 +117,7 @@ def _client(args):
     if sock is not None:
         reader.close()
         sock.close()
-    return latencies, failures, cpu
+    return latencies, failures, cpu, began, answered
 
 
 def session_cpu_seconds(session: int) -> float:
@@ -100,27 +140,41 @@ def cpu_times() -> list[int]:
 
 
 def blast(port: int, path: str, bodies: list[bytes], session: int) -> dict:
-    """Post every body over CLIENTS concurrent connections; request figures, and the server's CPU per request.
-
-    Wall-clock rates on a shared 2-core machine move by +-20% from run to run (the clients share the cores);
-    the server's CPU time per request is the steadier figure to compare.
-    """
+    """Post every body over CLIENTS concurrent connections: what figures() needs, for this one slice."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(CLIENTS)
     shares = [(port, path, bodies[i::CLIENTS]) for i in range(CLIENTS)]
-    with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+    with context.Pool(CLIENTS, initializer=_set_start, initargs=(barrier,)) as pool:
         cpu_before, machine_before = session_cpu_seconds(session), cpu_times()
-        started = time.perf_counter()
         results = pool.map(_client, shares)
-        elapsed = time.perf_counter() - started
         cpu = session_cpu_seconds(session) - cpu_before
         machine = [after - before for before, after in zip(machine_before, cpu_times())]
-    latencies = sorted(x for lat, _, _ in results for x in lat)
-    return {"requests": len(latencies), "elapsed": elapsed, "rps": len(latencies) / elapsed,
+    # The rate counts the answers while every client was posting: from the barrier to the first client done.
+    # Without the tail (clients ending one by one) a short slice measures the same as a long run.
+    begin, end = max(result[3] for result in results), min(result[4][-1] for result in results)
+    return {"latencies": [x for result in results for x in result[0]],
+            "answered": sum(1 for result in results for at in result[4] if begin < at <= end),
+            "elapsed": end - begin, "failures": sum(result[1] for result in results), "cpu": cpu,
+            "client_cpu": sum(result[2] for result in results), "machine": machine}
+
+
+def figures(slices: list[dict]) -> dict:
+    """Request figures over one or more slices: rate, answer-time percentiles, CPU per request, steal.
+
+    The server's CPU time per request is the steadier figure to compare: wall-clock rates on this shared
+    2-core machine drift (the clients share the cores, the hypervisor takes its steal).
+    """
+    latencies = sorted(x for part in slices for x in part["latencies"])
+    elapsed = sum(part["elapsed"] for part in slices)
+    machine = [sum(kind) for kind in zip(*(part["machine"] for part in slices))]
+    return {"requests": len(latencies), "rps": sum(part["answered"] for part in slices) / elapsed,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "failures": sum(f for _, f, _ in results), "cpu_ms": cpu * 1000 / len(latencies),
-            "client_cpu_ms": sum(c for _, _, c in results) * 1000 / len(latencies),
+            "failures": sum(part["failures"] for part in slices),
+            "cpu_ms": sum(part["cpu"] for part in slices) * 1000 / len(latencies),
+            "client_cpu_ms": sum(part["client_cpu"] for part in slices) * 1000 / len(latencies),
             # The hypervisor's share of this VM's cores (steal) moves from run to run: part of the drift
-            "steal": machine[7] / sum(machine), "idle": (machine[3] + machine[4]) / sum(machine)}
+            "steal": machine[7] / sum(machine)}
 
 
 def bodies_for(per_webhook: int) -> list[bytes]:
@@ -153,30 +207,62 @@ def history_counts(database: str) -> tuple[int, int, int]:
     return events, distinct, depth
 
 
-def run_mode(per_webhook: int, sink: SlackSink) -> tuple[list[str], dict, bool]:
-    """Post the storm, then again as redeliveries, on a fresh database: printable lines, the first
-    delivery's figures, and whether history holds exactly ALERTS distinct alerts, once each."""
+def run_mode(per_webhook: int, sink: SlackSink, baseline: tuple[int, int] | None = None):
+    """Post the storm on a fresh database (taking turns with the baseline server at `baseline`, its port and
+    pid, when given), then again as redeliveries: printable lines, the first delivery's figures, the
+    baseline's (or None), and whether history holds exactly ALERTS distinct alerts, once each."""
     with tempfile.TemporaryDirectory(prefix="receiver-bench-") as tmp:
         workdir = Path(tmp)
         config = write_setup(workdir, sink)
         bodies = bodies_for(per_webhook)
         server = Served(config, workdir).start()
         try:
-            first = blast(server.port, "/webhook/slack-oncall", bodies, server.process.pid)
-            again = blast(server.port, "/webhook/slack-oncall", bodies, server.process.pid)
+            if baseline is None:
+                first, base = figures([blast(server.port, PATH, bodies, server.process.pid)]), None
+            else:
+                first, base = take_turns(server, baseline, bodies)
+            again = figures([blast(server.port, PATH, bodies, server.process.pid)])
             events, distinct, depth = history_counts(config["database"])
         finally:
             server.stop()
-    lines = []
-    for name, figures in (("first delivery", first), ("redelivery", again)):
-        lines.append(f"  {per_webhook:>2} alert(s)/webhook, {name:<14}: {ALERTS / figures['elapsed']:8.0f} alerts/s"
-                     f"  {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
-                     f"  server CPU {figures['cpu_ms']:5.2f} ms/req (clients {figures['client_cpu_ms']:4.2f})"
-                     f"  idle {figures['idle']:4.0%} steal {figures['steal']:4.0%}  non-200: {figures['failures']}")
+    lines = [f"  {per_webhook:>2} alert(s)/webhook, {name:<14}: {f['rps'] * per_webhook:8.0f} alerts/s {line(f)}"
+             for name, f in (("first delivery", first), ("redelivery", again))]
     lines.append(f"  {per_webhook:>2} alert(s)/webhook: history holds {events} state changes of {distinct} distinct"
                  f" alerts (want exactly {ALERTS}: lost {ALERTS - distinct}, duplicated {events - distinct});"
                  f" outbox depth left {depth}")
-    return lines, first, events == distinct == ALERTS
+    return lines, first, base, events == distinct == ALERTS
+
+
+def take_turns(server: Served, baseline: tuple[int, int], bodies: list[bytes]) -> tuple[dict, dict]:
+    """The receiver's and the baseline's figures, each posting every body in SLICES turns, alternating."""
+    size = len(bodies) // SLICES
+    turns: dict[str, list[dict]] = {"receiver": [], "baseline": []}
+    for number in range(SLICES):
+        part = bodies[number * size:(number + 1) * size]
+        for who in ("receiver", "baseline") if number % 2 == 0 else ("baseline", "receiver"):
+            if who == "receiver":
+                turns[who].append(blast(server.port, PATH, part, server.process.pid))
+            else:
+                with stopped(server.process.pid):  # its relay must not run on the baseline's time
+                    turns[who].append(blast(baseline[0], PATH, part, baseline[1]))
+    return figures(turns["receiver"]), figures(turns["baseline"])
+
+
+@contextmanager
+def stopped(session: int) -> Iterator[None]:
+    """Every process of `session` stopped (SIGSTOP) for the block, and continued after it, whatever happens."""
+    os.killpg(session, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(session, signal.SIGCONT)
+
+
+def line(f: dict) -> str:
+    """One run's request figures, printed."""
+    return (f" {f['rps']:7.0f} req/s  p50 {f['p50_ms']:6.2f} ms  p99 {f['p99_ms']:6.2f} ms  server CPU"
+            f" {f['cpu_ms']:5.2f} ms/req (clients {f['client_cpu_ms']:4.2f})  steal {f['steal']:4.0%}"
+            f"  non-200: {f['failures']}")
 
 
 def serve_empty(port: int) -> None:
@@ -204,11 +290,9 @@ def serve_empty(port: int) -> None:
     EmptyServer(config).run()
 
 
-def baseline(bodies: list[bytes]) -> dict:
-    import subprocess
-
-    import requests
-
+@contextmanager
+def baseline_server() -> Iterator[tuple[int, int]]:
+    """The empty endpoint served in a child process: its port and pid, until the block ends."""
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve-empty", str(port)], start_new_session=True)
     try:
@@ -219,7 +303,7 @@ def baseline(bodies: list[bytes]) -> dict:
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        return blast(port, "/webhook/slack-oncall", bodies, process.pid)
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(30)
@@ -229,27 +313,23 @@ def main() -> int:
     started = time.monotonic()
     print(f"receiver storm: {ALERTS} distinct alerts, {CLIENTS} keep-alive clients, gunicorn gthread "
           f"{WORKERS} workers x {THREADS} threads, relay on (local SlackSink), log_level warning")
-    print(f"(one-alert storms and the baseline alternate, {ROUNDS} rounds: this shared machine's speed drifts"
-          f" by +-20%, so targets use the medians and the share is taken within each round)")
+    print(f"({ROUNDS} rounds; in each the one-alert storm and the baseline take turns in {SLICES} slices of"
+          f" {ALERTS // SLICES:,} webhooks, so both meet the same machine; targets use the medians of the rounds)")
     rounds, exact = [], True
-    with SlackSink(port=0) as sink:
+    with SlackSink(port=0) as sink, baseline_server() as baseline:
         for number in range(1, ROUNDS + 1):
-            lines, one, ok = run_mode(1, sink)
-            base = baseline(bodies_for(1))
+            lines, one, base, ok = run_mode(1, sink, baseline)
             rounds.append((one, base))
             exact &= ok
             print(f"round {number}:")
             print("\n".join(lines))
-            print(f"   baseline empty Flask endpoint (same server config, 1-alert bodies): {base['rps']:7.0f} req/s"
-                  f"  p50 {base['p50_ms']:6.2f} ms  p99 {base['p99_ms']:6.2f} ms  server CPU"
-                  f" {base['cpu_ms']:5.2f} ms/req (clients {base['client_cpu_ms']:4.2f})  idle {base['idle']:4.0%}"
-                  f" steal {base['steal']:4.0%}")
+            print(f"   baseline empty Flask endpoint (same server config, 1-alert bodies):{line(base)}")
             print(f"   one-alert webhooks at {one['rps'] / base['rps']:.0%} of the baseline's request rate")
-        ten_lines, _, ok = run_mode(10, sink)
+        ten_lines, _, _, ok = run_mode(10, sink)
         exact &= ok
     print("ten alerts per webhook:")
     print("\n".join(ten_lines))
-    rate = statistics.median(ALERTS / one["elapsed"] for one, _ in rounds)
+    rate = statistics.median(one["rps"] for one, _ in rounds)  # one alert per webhook: alerts/s
     p99 = max(one["p99_ms"] for one, _ in rounds)
     share = statistics.median(one["rps"] / base["rps"] for one, base in rounds)
     print("targets (medians of the rounds; p99 the worst round):")
