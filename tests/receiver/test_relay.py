@@ -7,6 +7,7 @@ import time
 import pytest
 
 from webhook_receiver import create_app
+from webhook_receiver.channels import formatting as fmt
 from webhook_receiver.relay.worker import RelayWorker
 from webhook_receiver.store.base import StorageError
 
@@ -181,6 +182,30 @@ def test_a_digest_says_how_many_alerts_alertmanager_left_out_of_its_posts(post, 
     (digest,) = slack.received
     assert ("_Alertmanager left 1,507 more alerts of these groups out of its posts (max_alerts): they are in"
             " Alertmanager, not in the alert history._") in digest["body"]["text"]
+
+
+def test_a_digest_counted_in_the_database_says_what_every_row_would(post, store):
+    severities = ["critical", "Critical", "warning", "info", "page", "page", "pager", None]
+    alerts = []
+    for i in range(60):
+        one = alert(f"Alert{i % 13}", machine=f"gpu-{i}", severity=severities[i % len(severities)] or "",
+                    status="resolved" if i % 4 == 0 else "firing")
+        if severities[i % len(severities)] is None:
+            del one["labels"]["severity"]  # no severity label at all
+        alerts.append(one)
+    unnamed = alert(machine="gpu-60")
+    del unnamed["labels"]["alertname"]
+    post(notification(*alerts[:30]))
+    post(notification(*alerts[30:], unnamed))
+    now = time.time()
+    every_row = [item.event for item in store.claim("slack-oncall", now, None)]
+    assert store.release_claims() == 61
+    items, groups, examples = store.claim_digest("slack-oncall", now, 5000, fmt.EXAMPLES, fmt.SEVERITIES)
+    summary = fmt.summarize_groups(groups, examples)
+    assert summary == fmt.summarize(every_row)
+    assert summary.hidden_groups > 0 and summary.worst_firing == "critical" and "(unnamed alert)" in summary.names
+    assert len(items) == 61 and {item.event for item in items} == {None}
+    assert store.claim_digest("slack-oncall", now, 5000, fmt.EXAMPLES, fmt.SEVERITIES) == ([], [], [])
 
 
 def test_below_the_storm_threshold_batches(post, make_worker, slack):

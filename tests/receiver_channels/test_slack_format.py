@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from webhook_receiver.channels import Message
+from webhook_receiver.channels import formatting as fmt
 from webhook_receiver.channels.slack_format import MAX_ATTACHMENTS, MAX_SECTION_CHARS, build_payload
 
 from .helpers import HISTORY, event
@@ -43,6 +44,14 @@ def test_alerts_alertmanager_left_out_are_said_under_the_headline():
         f"*[FIRING:1] DiskAlmostFull (critical)* · <{HISTORY}|History>\n_Alertmanager left 1 more alert of these"
         " groups out of its posts (max_alerts): they are in Alertmanager, not in the alert history._")
     assert "left" not in payload_for(event())["text"]
+
+
+def test_the_headline_names_the_first_of_the_most_severe_and_the_colour_the_most_severe_firing():
+    events = [event(severity="page", fingerprint="a"), event(severity="pager", fingerprint="b"),
+              event(severity="warning", status="resolved", fingerprint="c")]
+    assert fmt.headline_of(fmt.summarize(events)) == "[FIRING:2, RESOLVED:1] DiskAlmostFull (warning)"
+    assert fmt.headline_of(fmt.summarize(events[:2])) == "[FIRING:2] DiskAlmostFull (page)"
+    assert fmt.colour_of(fmt.summarize(events)) == fmt.UNKNOWN_COLOUR  # the resolved warning does not colour it
 
 
 def test_warning_firing_is_orange_and_info_is_blue():

@@ -32,7 +32,7 @@ def build_email(message: Message, sender: str, to: list[str], max_bytes: int = M
 
 def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = fmt.headline(message.events)
+    mail["Subject"] = fmt.message_headline(message)
     mail["From"] = sender
     mail["To"] = ", ".join(to)
     mail["Date"] = formatdate(usegmt=True)
@@ -62,7 +62,7 @@ def _state(event: AlertEvent) -> str:
 
 
 def _detail_text(message: Message) -> str:
-    parts = [fmt.headline(message.events), ""] + _left_out(message)
+    parts = [fmt.message_headline(message), ""] + _left_out(message)
     for event in message.events:
         parts.append(f"{_state(event)} · {fmt.alertname(event)} · {fmt.severity(event)}")
         parts.append(fmt.summary_text(event))
@@ -73,9 +73,9 @@ def _detail_text(message: Message) -> str:
 
 
 def _summary_text(message: Message, title: str) -> str:
-    s = fmt.summarize(message.events)
+    s = fmt.summary_of(message)
     counts = f"{title}: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
-    parts = [fmt.headline(message.events), ""] + _left_out(message) + [counts, ""]
+    parts = [fmt.message_headline(message), ""] + _left_out(message) + [counts, ""]
     parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
     if s.hidden_groups:
         parts.append(f"  - ... and {s.hidden_groups} more alert names")
@@ -93,7 +93,7 @@ _PAGE = (
 
 def _page(message: Message, body: str) -> str:
     left_out = f"<p><i>{escape(fmt.left_out_line(message.left_out))}</i></p>" if message.left_out else ""
-    return _PAGE.format(title=escape(fmt.headline(message.events)), left_out=left_out, body=body,
+    return _PAGE.format(title=escape(fmt.message_headline(message)), left_out=left_out, body=body,
                         history=escape(message.history_url))
 
 
@@ -124,7 +124,7 @@ def _detail_html(message: Message) -> str:
 
 
 def _summary_html(message: Message, title: str) -> str:
-    s = fmt.summarize(message.events)
+    s = fmt.summary_of(message)
     groups = "".join(f"<li>{escape(fmt.group_line(g))}</li>" for g in s.groups)
     if s.hidden_groups:
         groups += f"<li>… and {s.hidden_groups} more alert names</li>"
@@ -132,7 +132,7 @@ def _summary_html(message: Message, title: str) -> str:
         f'<li><span style="color:{fmt.colour(e)}">■</span> {escape(fmt.example_line(e))}</li>' for e in s.examples
     )
     body = (
-        f'<div style="border-left:6px solid {fmt.worst_colour(message.events)};padding:4px 12px">'
+        f'<div style="border-left:6px solid {fmt.colour_of(s)};padding:4px 12px">'
         f"<p><b>{title}: {fmt.count(s.total, 'alert')}</b> ({s.firing} firing, {s.resolved} resolved)</p>"
         f"<p>By alert:</p><ul>{groups}</ul><p>Examples:</p><ul>{examples}</ul></div>"
     )

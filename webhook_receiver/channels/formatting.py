@@ -1,11 +1,11 @@
 """Presentation shared by every channel: severity order, colours, headlines and storm summaries."""
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
-from .model import AlertEvent
+from .model import AlertEvent, Message, StormSummary
 
 # Worst first; anything else sorts after these
 SEVERITIES = ("critical", "warning", "info")
@@ -21,12 +21,21 @@ LINE_CHARS = 150  # a summary line longer than this is clipped, visibly
 
 def alertname(event: AlertEvent) -> str:
     """The alert's name, or a placeholder when Alertmanager sent none."""
-    return event.labels.get("alertname", "(unnamed alert)")
+    return _shown_name(event.labels.get("alertname"))
 
 
 def severity(event: AlertEvent) -> str:
     """The alert's severity label, lower-cased; "none" when missing."""
-    return event.labels.get("severity", "none").lower()
+    return _shown_severity(event.labels.get("severity"))
+
+
+# A label missing or empty (the store keeps "" for a missing one; Prometheus drops empty labels anyway)
+def _shown_name(label: str | None) -> str:
+    return label or "(unnamed alert)"
+
+
+def _shown_severity(label: str | None) -> str:
+    return (label or "none").lower()
 
 
 def machine(event: AlertEvent) -> str:
@@ -49,33 +58,39 @@ def colour(event: AlertEvent) -> str:
     return FIRING_COLOURS.get(severity(event), UNKNOWN_COLOUR)
 
 
-def worst_colour(events: Sequence[AlertEvent]) -> str:
-    """The colour of the most severe firing event, green if all resolved."""
-    firing = [e for e in events if e.status != "resolved"]
-    if not firing:
+def colour_of(summary: StormSummary) -> str:
+    """The colour of the summary's most severe firing state change, green if all are resolved."""
+    if summary.worst_firing is None:
         return RESOLVED_COLOUR
-    return colour(min(firing, key=_severity_rank))
+    return FIRING_COLOURS.get(summary.worst_firing, UNKNOWN_COLOUR)
 
 
 def _severity_rank(event: AlertEvent) -> int:
     return _rank_of(severity(event))
 
 
-def headline(events: Sequence[AlertEvent]) -> str:
+def headline_of(summary: StormSummary) -> str:
     """`[FIRING:2] DiskAlmostFull (critical)`, `[RESOLVED] ...` or `[FIRING:1, RESOLVED:2] A, B (warning)`."""
-    firing = sum(1 for e in events if e.status != "resolved")
-    resolved = len(events) - firing
-    if firing and resolved:
-        state = f"FIRING:{firing}, RESOLVED:{resolved}"
-    elif firing:
-        state = f"FIRING:{firing}"
+    if summary.firing and summary.resolved:
+        state = f"FIRING:{summary.firing}, RESOLVED:{summary.resolved}"
+    elif summary.firing:
+        state = f"FIRING:{summary.firing}"
     else:
         state = "RESOLVED"
     # Clipped: a headline is a Slack header and a mail subject, which must fit whatever names arrive.
-    names = list(dict.fromkeys(clip(alertname(e), 60) for e in events))
+    names = list(dict.fromkeys(clip(name, 60) for name in summary.names))
     shown = ", ".join(names[:3]) + (f" +{len(names) - 3} more" if len(names) > 3 else "")
-    worst = min(events, key=_severity_rank) if events else None
-    return f"[{state}] {shown} ({clip(severity(worst), 30) if worst else 'none'})"
+    return f"[{state}] {shown} ({clip(summary.worst, 30) if summary.worst is not None else 'none'})"
+
+
+def message_headline(message: Message) -> str:
+    """The headline of what `message` tells: all of a digest, not only its examples."""
+    return headline_of(summary_of(message))
+
+
+def summary_of(message: Message) -> StormSummary:
+    """The message's summary: the relay's for a digest, else one of its events."""
+    return message.summary if message.summary is not None else summarize(message.events)
 
 
 def clip(text: str, limit: int = LINE_CHARS) -> str:
@@ -84,34 +99,46 @@ def clip(text: str, limit: int = LINE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@dataclass(frozen=True)
-class StormSummary:
-    """Counts by alertname and severity, and a few examples, for a digest or an oversized message."""
-
-    total: int
-    firing: int
-    resolved: int
-    groups: tuple[tuple[str, str, int, int], ...]  # (alertname, severity, firing, resolved), worst first
-    hidden_groups: int
-    examples: tuple[AlertEvent, ...]
-
-
 def summarize(events: Sequence[AlertEvent]) -> StormSummary:
     """Fold `events` into counts and up to EXAMPLES examples (firing and severe first)."""
+    counts: Counter[tuple[str | None, str | None, str]] = Counter()
+    first_seen: dict[tuple[str | None, str | None, str], int] = {}
+    for position, event in enumerate(events):
+        key = (event.labels.get("alertname"), event.labels.get("severity"), event.status)
+        counts[key] += 1
+        first_seen.setdefault(key, position)
+    # Equal to sorted(...)[:EXAMPLES], without sorting a storm of thousands
+    examples = heapq.nsmallest(EXAMPLES, events, key=lambda e: (e.status == "resolved", _severity_rank(e)))
+    return summarize_groups([(*key, counts[key], first_seen[key]) for key in counts], examples)
+
+
+def summarize_groups(groups: Iterable[tuple[str | None, str | None, str, int, int]],
+                     examples: Sequence[AlertEvent]) -> StormSummary:
+    """The summary of state changes counted as (alertname label, severity label, status, count, position of
+    the first), labels as sent (None or "" when missing); `examples` already chosen, worst first."""
+    groups = sorted(((_shown_name(name), _shown_severity(sev), status, n, first)
+                     for name, sev, status, n, first in groups), key=lambda group: group[4])  # as they came
     firing: Counter[tuple[str, str]] = Counter()
     resolved: Counter[tuple[str, str]] = Counter()
-    for e in events:
-        (resolved if e.status == "resolved" else firing)[(alertname(e), severity(e))] += 1
-    keys = sorted(set(firing) | set(resolved), key=lambda k: (_rank_of(k[1]), -firing[k], k[0]))
-    groups = tuple((name, sev, firing[(name, sev)], resolved[(name, sev)]) for name, sev in keys)
-    ordered = sorted(events, key=lambda e: (e.status == "resolved", _severity_rank(e)))
+    worst = worst_firing = None
+    for name, sev, status, n, _ in groups:
+        (resolved if status == "resolved" else firing)[(name, sev)] += n
+        if worst is None or _rank_of(sev) < _rank_of(worst):
+            worst = sev
+        if status != "resolved" and (worst_firing is None or _rank_of(sev) < _rank_of(worst_firing)):
+            worst_firing = sev
+    keys = sorted(set(firing) | set(resolved), key=lambda k: (_rank_of(k[1]), -firing[k], k[0], k[1]))
+    lines = tuple((name, sev, firing[(name, sev)], resolved[(name, sev)]) for name, sev in keys)
     return StormSummary(
-        total=len(events),
+        total=sum(firing.values()) + sum(resolved.values()),
         firing=sum(firing.values()),
         resolved=sum(resolved.values()),
-        groups=groups[:GROUPS],
-        hidden_groups=max(0, len(groups) - GROUPS),
-        examples=tuple(ordered[:EXAMPLES]),
+        groups=lines[:GROUPS],
+        hidden_groups=max(0, len(lines) - GROUPS),
+        examples=tuple(examples),
+        names=tuple(dict.fromkeys(group[0] for group in groups)),
+        worst=worst,
+        worst_firing=worst_firing,
     )
 
 

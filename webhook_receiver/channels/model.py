@@ -20,6 +20,21 @@ class AlertEvent:
 
 
 @dataclass(frozen=True)
+class StormSummary:
+    """Counts by alertname and severity, and a few examples, for a digest or an oversized message."""
+
+    total: int
+    firing: int
+    resolved: int
+    groups: tuple[tuple[str, str, int, int], ...]  # (alertname, severity, firing, resolved), worst first
+    hidden_groups: int
+    examples: tuple[AlertEvent, ...]
+    names: tuple[str, ...]     # every alertname, in the order of the state changes (the headline's)
+    worst: str | None          # severity of the first most severe state change; None without any
+    worst_firing: str | None   # the same among the firing ones; None when all are resolved
+
+
+@dataclass(frozen=True)
 class Message:
     """What one send() delivers to one channel."""
 
@@ -28,6 +43,8 @@ class Message:
     history_url: str
     digest: bool = False  # an alert storm folded into one message: render a summary
     left_out: int = 0     # alerts of the same groups that Alertmanager cut from its posts (max_alerts)
+    # A digest's summary when the relay built it from the database; `events` then holds only its examples.
+    summary: StormSummary | None = None
 
 
 @dataclass(frozen=True)

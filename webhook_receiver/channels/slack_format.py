@@ -36,7 +36,7 @@ def build_payload(message: Message, channel: str | None = None) -> dict[str, Any
 
 
 def _header(message: Message) -> str:
-    header = f"*{escape(fmt.headline(message.events))}* · {link(message.history_url, 'History')}"
+    header = f"*{escape(fmt.message_headline(message))}* · {link(message.history_url, 'History')}"
     return header + (f"\n_{escape(fmt.left_out_line(message.left_out))}_" if message.left_out else "")
 
 
@@ -99,7 +99,7 @@ def _fits(payload: dict[str, Any]) -> bool:
 
 
 def _summary(message: Message) -> dict[str, Any]:
-    s = fmt.summarize(message.events)
+    s = fmt.summary_of(message)
     title = "Alert storm" if message.digest else "Too many details for one Slack message"
     lines = [f"*{title}: {fmt.count(s.total, 'alert')}* ({s.firing} firing, {s.resolved} resolved)", "*By alert:*"]
     lines += [f"• {escape(fmt.group_line(g))}" for g in s.groups]
@@ -113,7 +113,7 @@ def _summary(message: Message) -> dict[str, Any]:
         "text": _header(message),
         "attachments": [
             {
-                "color": fmt.worst_colour(message.events),
+                "color": fmt.colour_of(s),
                 "fallback": f"{title}: {fmt.count(s.total, 'alert')}",
                 "blocks": [_section("\n".join(lines))],
             }

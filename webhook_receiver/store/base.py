@@ -33,7 +33,7 @@ class OutboxItem:
     channel: str
     attempts: int
     received_at: float
-    event: AlertEvent
+    event: AlertEvent | None  # None from claim_digest: the digest's summary speaks for the row
     group_key: str | None = None  # Alertmanager's group of the post that queued it (None: the receiver's own)
     truncated_alerts: int = 0     # alerts of that group Alertmanager left out of the post (max_alerts)
 
@@ -140,6 +140,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
         """Mark up to `limit` (None: all) due rows of `channel` as sending, oldest first, and return them."""
+
+    @abc.abstractmethod
+    def claim_digest(self, channel: str, now: float, limit: int, examples: int,
+                     severities: Sequence[str]) -> tuple[list[OutboxItem], list[tuple], list[AlertEvent]]:
+        """Claim like claim(), for one digest, without reading every row's labels: the rows (event None), their
+        counts as (alertname, severity, status, count, first row id) by label values as stored, and up to
+        `examples` of them, firing first, then in the order of `severities` (worst first), then oldest."""
 
     @abc.abstractmethod
     def finish(self, channel: str, now: float, ok: bool, digest: bool, detail: str,

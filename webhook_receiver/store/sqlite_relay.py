@@ -8,11 +8,17 @@ import os
 from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
 
-_CLAIMABLE = ("SELECT o.id, o.attempts, e.received_at, e.fingerprint, e.status, e.labels, e.annotations,"
-              " e.starts_at, e.ends_at, e.generator_url, n.group_key, coalesce(n.truncated_alerts, 0)"
-              " FROM outbox o JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id"
-              " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id")
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
+_ROWS = ("SELECT o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0), e.fingerprint,"
+         " e.status, e.labels, e.annotations, e.starts_at, e.ends_at, e.generator_url FROM outbox o"
+         " JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id")
+_DUE = " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id"
+_CLAIMABLE = _ROWS + _DUE
+_DUE_IDS = ("SELECT o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0) FROM outbox o"
+            " JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id" + _DUE)
+# A digest's counts: the severity and alertname labels are columns, so no row's JSON is read for them.
+_GROUPS = ("SELECT e.alertname, e.severity, e.status, count(*), min(o.id) FROM outbox o JOIN events e"
+           f" ON e.id = o.event_id WHERE o.id IN {_IDS} GROUP BY e.alertname, e.severity, e.status")
 COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
           " ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value")
 # Attempts and finished rows first, then the events and notifications nothing refers to any more. Each step
@@ -35,6 +41,20 @@ _PRUNE_STEPS = (
      " AND id NOT IN (SELECT notification_id FROM outbox WHERE notification_id IS NOT NULL) LIMIT :chunk)",),
 )
 PRUNE_CHUNK = 1000  # rows per pruning transaction: a few milliseconds of holding the write lock
+
+
+def _item(channel: str, row: tuple, event: AlertEvent | None) -> OutboxItem:
+    """An OutboxItem from the first five columns of _ROWS (or _DUE_IDS)."""
+    return OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2], event=event,
+                      group_key=row[3], truncated_alerts=row[4])
+
+
+def _event(columns: tuple) -> AlertEvent:
+    """The AlertEvent of _ROWS's event columns."""
+    fingerprint, status, labels, annotations, starts_at, ends_at, generator_url = columns
+    return AlertEvent(fingerprint=fingerprint, status=status, labels=json.loads(labels),
+                      annotations=json.loads(annotations), starts_at=starts_at, ends_at=ends_at,
+                      generator_url=generator_url)
 
 
 def _id_list(ids) -> str:
@@ -78,25 +98,40 @@ class RelayQueries:
                                      " AND due_at <= ? GROUP BY channel", (now,)))
 
     def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
-        # Read outside the write lock: only the relay (one per database) changes outbox rows, webhooks
-        # only add them, so the rows read stay pending until marked. A storm's digest claims thousands of
-        # rows, and every webhook waits while the lock is held. RETURNING keeps only rows really marked.
         sql = _CLAIMABLE + (" LIMIT ?" if limit is not None else "")
         args = (channel, now) + ((limit,) if limit is not None else ())
         with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
-        if not rows:
-            return []
+        marked = self._mark_sending(row[0] for row in rows)
+        return [_item(channel, row, _event(row[5:])) for row in rows if row[0] in marked]
+
+    def claim_digest(self, channel, now, limit, examples, severities):
+        with self._read() as conn:
+            rows = conn.execute(_DUE_IDS + " LIMIT ?", (channel, now, limit)).fetchall()
+        marked = self._mark_sending(row[0] for row in rows)
+        if not marked:
+            return [], [], []
+        ids = _id_list(marked)
+        rank = f"CASE lower(e.severity) {' '.join('WHEN ? THEN ?' for _ in severities)} ELSE ? END"
+        ranks = [x for pair in ((severity, i) for i, severity in enumerate(severities)) for x in pair]
+        with self._read() as conn:
+            groups = conn.execute(_GROUPS, (ids,)).fetchall()
+            chosen = conn.execute(f"{_ROWS} WHERE o.id IN {_IDS} ORDER BY e.status = 'resolved', {rank}, o.id"
+                                  " LIMIT ?", (ids, *ranks, len(severities), examples)).fetchall()
+        return ([_item(channel, row, None) for row in rows if row[0] in marked], groups,
+                [_event(row[5:]) for row in chosen])
+
+    def _mark_sending(self, ids) -> set[int]:
+        """Mark pending rows as sending; the ids really marked (RETURNING)."""
+        # The rows were read outside the write lock: only the relay (one per database) changes outbox rows,
+        # webhooks only add them, so they stay pending until marked. A storm's digest claims thousands of
+        # rows, and every webhook waits while the lock is held.
+        ids = _id_list(ids)
+        if ids == "[]":
+            return set()
         with self._write() as conn:
-            marked = {row[0] for row in conn.execute(
-                f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id",
-                (_id_list(row[0] for row in rows),))}
-        return [OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2],
-                           event=AlertEvent(fingerprint=row[3], status=row[4], labels=json.loads(row[5]),
-                                            annotations=json.loads(row[6]), starts_at=row[7],
-                                            ends_at=row[8], generator_url=row[9]),
-                           group_key=row[10], truncated_alerts=row[11])
-                for row in rows if row[0] in marked]
+            return {row[0] for row in conn.execute(
+                f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id", (ids,))}
 
     def finish(self, channel, now, ok, digest, detail, updates) -> None:
         # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
