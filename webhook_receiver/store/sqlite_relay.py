@@ -9,13 +9,12 @@ from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
 
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
-_ROWS = ("SELECT o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0), e.fingerprint,"
-         " e.status, e.labels, e.annotations, e.starts_at, e.ends_at, e.generator_url FROM outbox o"
-         " JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id")
+_ITEM = "o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0)"  # see _item
+_FROM = (" FROM outbox o JOIN events e ON e.id = o.event_id"
+         " LEFT JOIN notifications n ON n.id = o.notification_id")
+_ROWS = (f"SELECT {_ITEM}, e.fingerprint, e.status, e.labels, e.annotations, e.starts_at, e.ends_at,"
+         f" e.generator_url{_FROM}")
 _DUE = " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id"
-_CLAIMABLE = _ROWS + _DUE
-_DUE_IDS = ("SELECT o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0) FROM outbox o"
-            " JOIN events e ON e.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id" + _DUE)
 # A digest's counts: the severity and alertname labels are columns, so no row's JSON is read for them.
 _GROUPS = ("SELECT e.alertname, e.severity, e.status, count(*), min(o.id) FROM outbox o JOIN events e"
            f" ON e.id = o.event_id WHERE o.id IN {_IDS} GROUP BY e.alertname, e.severity, e.status")
@@ -44,7 +43,7 @@ PRUNE_CHUNK = 1000  # rows per pruning transaction: a few milliseconds of holdin
 
 
 def _item(channel: str, row: tuple, event: AlertEvent | None) -> OutboxItem:
-    """An OutboxItem from the first five columns of _ROWS (or _DUE_IDS)."""
+    """An OutboxItem from the _ITEM columns at the start of `row`."""
     return OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2], event=event,
                       group_key=row[3], truncated_alerts=row[4])
 
@@ -98,7 +97,7 @@ class RelayQueries:
                                      " AND due_at <= ? GROUP BY channel", (now,)))
 
     def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
-        sql = _CLAIMABLE + (" LIMIT ?" if limit is not None else "")
+        sql = _ROWS + _DUE + (" LIMIT ?" if limit is not None else "")
         args = (channel, now) + ((limit,) if limit is not None else ())
         with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
@@ -107,13 +106,13 @@ class RelayQueries:
 
     def claim_digest(self, channel, now, limit, examples, severities):
         with self._read() as conn:
-            rows = conn.execute(_DUE_IDS + " LIMIT ?", (channel, now, limit)).fetchall()
+            rows = conn.execute(f"SELECT {_ITEM}{_FROM}{_DUE} LIMIT ?", (channel, now, limit)).fetchall()
         marked = self._mark_sending(row[0] for row in rows)
         if not marked:
             return [], [], []
         ids = _id_list(marked)
         rank = f"CASE lower(e.severity) {' '.join('WHEN ? THEN ?' for _ in severities)} ELSE ? END"
-        ranks = [x for pair in ((severity, i) for i, severity in enumerate(severities)) for x in pair]
+        ranks = [x for i, severity in enumerate(severities) for x in (severity, i)]
         with self._read() as conn:
             groups = conn.execute(_GROUPS, (ids,)).fetchall()
             chosen = conn.execute(f"{_ROWS} WHERE o.id IN {_IDS} ORDER BY e.status = 'resolved', {rank}, o.id"
@@ -126,12 +125,13 @@ class RelayQueries:
         # The rows were read outside the write lock: only the relay (one per database) changes outbox rows,
         # webhooks only add them, so they stay pending until marked. A storm's digest claims thousands of
         # rows, and every webhook waits while the lock is held.
-        ids = _id_list(ids)
-        if ids == "[]":
+        ids = list(ids)
+        if not ids:
             return set()
         with self._write() as conn:
             return {row[0] for row in conn.execute(
-                f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id", (ids,))}
+                f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id",
+                (_id_list(ids),))}
 
     def finish(self, channel, now, ok, digest, detail, updates) -> None:
         # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
