@@ -57,16 +57,16 @@ def test_not_ready_before_migrations(config_values, tmp_path):
     try:
         response = app.test_client().get("/-/ready")
         assert response.status_code == 503
-        assert "schema is version 0, expected 2" in response.get_data(as_text=True)
+        assert "schema is version 0, expected 3" in response.get_data(as_text=True)
         assert app.test_client().get("/-/healthy").status_code == 200
     finally:
         app.extensions["dumont.store"].close()
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == 2
-    assert store.migrate() == 2
-    assert store.schema_version() == 2
+    assert store.migrate() == 3
+    assert store.migrate() == 3
+    assert store.schema_version() == 3
 
 
 def page_size(path) -> int:
@@ -95,7 +95,7 @@ def test_a_new_database_gets_small_pages(store):
 
 
 def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values, tmp_path):
-    """A database written before episodes existed: its rows survive 0002, and a re-fire then counts."""
+    """A database written before episodes existed: its rows survive 0002 and 0003, and a re-fire then counts."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -108,13 +108,21 @@ def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values
                                                     "2024-05-01T10:05:00.000000000Z"))
     conn.execute("INSERT INTO alerts VALUES (?, 7, 'resolved', ?, 'warning')",
                  (first["fingerprint"], canonical_time(first["startsAt"])))
+    conn.execute("INSERT INTO outbox (id, channel, event_id, state, due_at, finished_at, created_at)"
+                 " VALUES (42, 'slack-oncall', 7, 'delivered', 1, 2, 1)")
+    conn.execute("INSERT INTO deliveries VALUES (5, 'slack-oncall', 2, 1, 0, 1, 'sent')")
+    conn.execute("INSERT INTO delivery_items VALUES (5, 42)")
     conn.close()
     app = create_app({**config_values, "database": str(path)})
     try:
-        assert app.extensions["dumont.store"].migrate() == 2
+        assert app.extensions["dumont.store"].migrate() == 3
         assert page_size(path) == 4096  # an existing database keeps its page size, and works
         client = app.test_client()
         assert [e["id"] for e in client.get("/api/v1/history").get_json()["entries"]] == [7]
+        # 0003 rebuilt the outbox: its rows keep their ids, so delivery_items still point at them.
+        timeline = client.get(f"/api/v1/alerts/{first['fingerprint']}").get_json()
+        assert [(d["channel"], d["state"], [a["detail"] for a in d["attempt_log"]])
+                for e in timeline["timeline"] for d in e["deliveries"]] == [("slack-oncall", "delivered", ["sent"])]
         again = client.post("/webhook/slack-oncall", json=notification(first),
                             headers={"Authorization": f"Bearer {TOKEN}"})
         assert again.get_json()["new"] == 1  # the alert fired again after its stored resolution
@@ -160,8 +168,29 @@ def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
     finally:
         conn.close()
-    # At most 3 rows of a table per transaction: 1 + 17 + 9 + 17 + 1 short ones, not one long one.
-    assert len(commits) == 45
+    # At most 3 deliveries, events or notifications per transaction: 1 + 17 + 1 short ones, not one long one.
+    assert len(commits) == 19
+
+
+def test_pruning_finds_every_chunk_through_an_index(store):
+    """Every pruning statement looks rows up by the chunk's keys: a chunk costs the same however much history
+    is kept. A table scan, or a search on state or status alone (every delivered row, every resolved alert),
+    would grow with the history while holding the write lock."""
+    params = {"cutoff": 0.0, "chunk": 3, "at": 0.0, "id": 0, "ids": "[1, 2]"}
+    statements = (sqlite_relay._PRUNE_DELIVERIES, sqlite_relay._OLD_EVENTS, *sqlite_relay._PRUNE_EVENTS,
+                  sqlite_relay._NOTIFICATIONS_AFTER, sqlite_relay._PRUNE_NOTIFICATIONS)
+    selective = {"rowid=?", "rowid>?", "event_id=?", "fingerprint=?", "notification_id=?", "outbox_id=?",
+                 "attempted_at<?", "received_at>? AND received_at<?"}
+    conn = sqlite3.connect(store.path)
+    try:
+        for statement in statements:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
+            for step in plan:
+                assert not step.startswith(("SCAN", "USE TEMP B-TREE")) or "VIRTUAL TABLE" in step, (statement, plan)
+                if step.startswith("SEARCH"):
+                    assert step[step.rindex("(") + 1:-1] in selective, (statement, plan)
+    finally:
+        conn.close()
 
 
 def stored_counter(path, name, label):
