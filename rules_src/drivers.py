@@ -59,6 +59,25 @@ def series(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int
     return out
 
 
+def step_histogram(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]], interval: float) -> list[dict]:
+    """promtool input_series of a histogram whose observations all land in the bucket with upper bound
+    phases[i][0] for phases[i][1] evaluation steps (OBSERVATIONS per step): a quantile reads that bucket
+    for as long as its share of the rate window is large enough."""
+    out = []
+    for le in list(driver.buckets) + [math.inf]:
+        segs, total = [], 0.0
+        for index, (bound, steps) in enumerate(phases):
+            delta = OBSERVATIONS if bound <= le else 0.0
+            start = 0.0 if index == 0 else total + delta
+            segs.append((start, delta, steps))
+            total = start + delta * (steps - 1)
+        le_text = "+Inf" if math.isinf(le) else repr(float(le))
+        pairs = {**labels, "le": le_text}
+        out.append({"series": driver.metrics[0] + "_bucket{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs.items()))
+                    + "}", "values": _segments(segs)})
+    return out
+
+
 def _segments(segs: list[tuple[float, float, int]]) -> str:
     """promtool's expanding notation: `start+deltaxN` gives N+1 values."""
     parts = []

@@ -5,6 +5,7 @@ The values straddle the threshold the contract states (rules_src/contract.yaml),
 renders, so a threshold changed in only one of the two places fails a test. Each threshold gets: fires
 after `for` just beyond it, with exact labels and annotations; silent before `for`; resolved after the
 value returns to normal; silent at the threshold (when the driver is exact) and just on the safe side.
+A histogram-driven alert also gets a case that holds its rate window to the one its `test` states.
 A recording rule's test is written out as stated: its expected samples are never derived from the rule.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 
 from . import gotemplate, promql, units
-from .drivers import label_set, series
+from .drivers import label_set, series, step_histogram
 from .model import Alert, Record, Spec
 from .yamltext import dump
 
@@ -26,6 +27,8 @@ def test_files(spec: Spec) -> dict[str, str]:
     files = {}
     for alert in spec.alerts:
         cases = _watchdog_cases(spec, alert) if alert.expr else _threshold_cases(spec, alert)
+        if alert.driver is not None and alert.driver.kind == "histogram":
+            cases.append(_window_case(spec, alert))
         files[f"{alert.name}.yml"] = _file(spec, spec.evaluation_interval, cases)
     # A recording rule's test evaluates the rules every test.interval (promtool ignores a group's own
     # interval): the rule has recorded a sample at exactly `at`, and a year is not millions of evaluations.
@@ -127,6 +130,35 @@ def _threshold_cases(spec: Spec, alert: Alert) -> list[tuple[str, dict]]:
              "input_series": inputs,
              "alert_rule_test": [{"eval_time": _duration(resolved_at), "alertname": alert.name, "exp_alerts": []}]}))
     return cases
+
+
+def _window_case(spec: Spec, alert: Alert) -> tuple[str, dict]:
+    """The quantile's rate window is as long as the test spec says (driver.window): slow syncs still count
+    at 80% of it after the last one, and no longer one interval past it."""
+    if not alert.op.startswith(">"):
+        raise ValueError(f"{alert.name}: the window test drives a histogram up, so its op must be > or >=")
+    interval, window, threshold = spec.evaluation_interval, alert.driver.window, alert.expected
+    bounds = list(alert.driver.buckets) + [math.inf]
+    # Slow observations in the bucket just above the threshold, fast ones in the bucket of the normal value:
+    # the quantile reads the slow bucket, above the threshold, while slow ones are more than 1 - q of the window.
+    slow = bounds[next(i for i, b in enumerate(bounds) if b >= threshold) + 1]
+    fast = next(b for b in bounds if b >= alert.driver.normal)
+    slow_steps = math.ceil(window / interval) + 1  # the window is full of slow syncs at the last one
+    last_slow = (slow_steps - 1) * interval
+    still = last_slow + math.floor(0.8 * window / interval) * interval
+    gone = last_slow + math.ceil(window / interval) * interval + interval
+    labels = label_set(alert.driver.labels, {}, [dict(o.match) for o in alert.overrides], 0)
+    carried = promql_selector({k: labels[k] for k in alert.carries})
+    expr = f"{alert.value.replace('${selector}', '')} > bool {units.number(threshold)}"
+    return (f"{alert.name}: its value reads syncs of the last {_duration(window)}. After a spell of slow ones,"
+            f" it is still above {_show(alert, threshold)} {_duration(still - last_slow)} later and back below it"
+            f" {_duration(gone - last_slow)} later.",
+            {"name": f"{alert.name}: the rate window is {_duration(window)}", "interval": _duration(interval),
+             "input_series": step_histogram(alert.driver, labels, [(slow, slow_steps),
+                                                                   (fast, int(round(gone / interval)) - slow_steps + 2)],
+                                            interval),
+             "promql_expr_test": [{"expr": expr, "eval_time": _duration(still), "exp_samples": [{"labels": carried, "value": 1}]},
+                                  {"expr": expr, "eval_time": _duration(gone), "exp_samples": [{"labels": carried, "value": 0}]}]})
 
 
 def promql_selector(match: dict) -> str:

@@ -149,6 +149,16 @@ def test_breaking_a_project_threshold_fails_its_generated_tests(rules_copy, tmp_
     assert proc.returncode != 0 and "HighSyncLatency default: fires and resolves" in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("window", ["4m", "6m"])
+def test_a_p95_window_other_than_the_one_stated_fails_its_generated_test(rules_copy, tmp_path, tools, window):
+    # The rule reads a window of its own while latency_window (what the tests and annotations say) stays 5m.
+    edit(rules_copy / "recording.yaml", "_bucket[${latency_window}]", f"_bucket[{window}]")
+    proc = _promtool_tests(rules_copy, "prod", tmp_path)
+    assert proc.returncode != 0
+    assert set(re.findall(r'expr: "([^"]+)"', proc.stdout + proc.stderr)) == {
+        "machine:dumont_sync_latency_seconds:p95 > bool 20"}
+
+
 # Each edit breaks one dashboard rule of the project; its own generated test, and no other, must fail.
 DASHBOARD_BREAKS = {
     "rate instead of increase": ("(increase(dumont_savings_total_usd_total[1d]))",
