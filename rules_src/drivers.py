@@ -31,8 +31,7 @@ def label_set(labels: tuple[str, ...], fixed: dict[str, str], avoid: list[dict[s
 def series(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]], interval: float) -> list[dict]:
     """promtool input_series making the alert's value phases[i][0] for phases[i][1] evaluation steps."""
     def selector(name: str, extra: dict | None = None) -> str:
-        pairs = {**labels, **(extra or {})}
-        return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs.items())) + "}"
+        return _series_name(name, {**labels, **(extra or {})})
     kind = driver.kind
     if kind == "gauge":
         return [{"series": selector(driver.metrics[0]), "values": _segments([(v, 0.0, n) for v, n in phases])}]
@@ -47,35 +46,41 @@ def series(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int
             step += n
         return [{"series": selector(driver.metrics[0]), "values": _segments(segs)}]
     per_phase = [_cumulative(driver.buckets, driver.quantile, v) for v, _ in phases]
-    out = []
-    for le in per_phase[0]:
-        segs, total = [], 0.0
-        for index, (counts, (_, n)) in enumerate(zip(per_phase, phases)):
-            start = 0.0 if index == 0 else total + counts[le]
-            segs.append((start, counts[le], n))
-            total = start + counts[le] * (n - 1)
-        le_text = "+Inf" if math.isinf(le) else repr(float(le))
-        out.append({"series": selector(driver.metrics[0] + "_bucket", {"le": le_text}), "values": _segments(segs)})
-    return out
+    return _bucket_series(driver, labels, per_phase, [n for _, n in phases])
 
 
-def step_histogram(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]], interval: float) -> list[dict]:
+def step_histogram(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]]) -> list[dict]:
     """promtool input_series of a histogram whose observations all land in the bucket with upper bound
     phases[i][0] for phases[i][1] evaluation steps (OBSERVATIONS per step): a quantile reads that bucket
     for as long as its share of the rate window is large enough."""
+    bounds = list(driver.buckets) + [math.inf]
+    per_phase = [{le: OBSERVATIONS if bound <= le else 0.0 for le in bounds} for bound, _ in phases]
+    return _bucket_series(driver, labels, per_phase, [n for _, n in phases])
+
+
+def _bucket_series(driver: Driver, labels: dict[str, str], per_phase: list[dict[float, float]],
+                   steps: list[int]) -> list[dict]:
+    """One cumulative series per `le`, growing by per_phase[i][le] each step for steps[i] steps."""
     out = []
-    for le in list(driver.buckets) + [math.inf]:
+    for le in per_phase[0]:
         segs, total = [], 0.0
-        for index, (bound, steps) in enumerate(phases):
-            delta = OBSERVATIONS if bound <= le else 0.0
-            start = 0.0 if index == 0 else total + delta
-            segs.append((start, delta, steps))
-            total = start + delta * (steps - 1)
-        le_text = "+Inf" if math.isinf(le) else repr(float(le))
-        pairs = {**labels, "le": le_text}
-        out.append({"series": driver.metrics[0] + "_bucket{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs.items()))
-                    + "}", "values": _segments(segs)})
+        for index, (counts, n) in enumerate(zip(per_phase, steps)):
+            start = 0.0 if index == 0 else total + counts[le]
+            segs.append((start, counts[le], n))
+            total = start + counts[le] * (n - 1)
+        out.append({"series": _series_name(driver.metrics[0] + "_bucket", {**labels, "le": _le_text(le)}),
+                    "values": _segments(segs)})
     return out
+
+
+def _series_name(name: str, labels: dict[str, str]) -> str:
+    """`name{a="1",b="2"}`, labels sorted: promtool's input series notation."""
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _le_text(le: float) -> str:
+    """A bucket's `le` label as client libraries write it: `20.0`, `+Inf`."""
+    return "+Inf" if math.isinf(le) else repr(float(le))
 
 
 def _segments(segs: list[tuple[float, float, int]]) -> str:

@@ -155,8 +155,7 @@ def _window_case(spec: Spec, alert: Alert) -> tuple[str, dict]:
             f" {_duration(gone - last_slow)} later.",
             {"name": f"{alert.name}: the rate window is {_duration(window)}", "interval": _duration(interval),
              "input_series": step_histogram(alert.driver, labels, [(slow, slow_steps),
-                                                                   (fast, int(round(gone / interval)) - slow_steps + 2)],
-                                            interval),
+                                                                   (fast, int(round(gone / interval)) - slow_steps + 2)]),
              "promql_expr_test": [{"expr": expr, "eval_time": _duration(still), "exp_samples": [{"labels": carried, "value": 1}]},
                                   {"expr": expr, "eval_time": _duration(gone), "exp_samples": [{"labels": carried, "value": 0}]}]})
 
