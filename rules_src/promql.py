@@ -94,3 +94,11 @@ def selects(matchers: tuple[str, ...], static: dict[str, str], carried: set[str]
         if hit != (op in ("=", "=~")):
             return False
     return True
+
+
+_SELECTOR = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(\{[^}]*\})?$")
+
+
+def operand(expr: str) -> str:
+    """`expr` ready to be one side of a binary operator: in parentheses unless it is a plain series selector."""
+    return expr if _SELECTOR.match(expr) else f"({expr})"

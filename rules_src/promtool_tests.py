@@ -149,7 +149,7 @@ def _window_case(spec: Spec, alert: Alert) -> tuple[str, dict]:
     gone = last_slow + math.ceil(window / interval) * interval + interval
     labels = label_set(alert.driver.labels, {}, [dict(o.match) for o in alert.overrides], 0)
     carried = promql_selector({k: labels[k] for k in alert.carries})
-    expr = f"{alert.value.replace('${selector}', '')} > bool {units.number(threshold)}"
+    expr = f"{promql.operand(alert.value.replace('${selector}', ''))} > bool {units.number(threshold)}"
     return (f"{alert.name}: its value reads syncs of the last {_duration(window)}. After a spell of slow ones,"
             f" it is still above {_show(alert, threshold)} {_duration(still - last_slow)} later and back below it"
             f" {_duration(gone - last_slow)} later.",

@@ -1,8 +1,6 @@
 """Render one environment's Spec into file contents: {relative path: text}."""
 from __future__ import annotations
 
-import re
-
 import jinja2
 
 from . import promql, units
@@ -14,7 +12,6 @@ from .yamltext import dump
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("rules_src", "templates"),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                 trim_blocks=True, lstrip_blocks=True)
-_SIMPLE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(\{[^}]*\})?$")
 
 
 class RenderError(Exception):
@@ -66,8 +63,7 @@ def _selector(match) -> str:
 
 
 def _value(alert: Alert, match) -> str:
-    text = alert.value.replace("${selector}", _selector(match))
-    return text if _SIMPLE.match(text) else f"({text})"
+    return promql.operand(alert.value.replace("${selector}", _selector(match)))
 
 
 def alert_rules(alert: Alert) -> list[dict]:
