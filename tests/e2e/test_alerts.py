@@ -5,7 +5,6 @@ All troubles are played at once on separate machines, so one fire-and-resolve cy
 """
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
