@@ -30,7 +30,7 @@ _PRUNE_DELIVERIES = ("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliver
                      " ORDER BY attempted_at LIMIT :chunk)")  # their items go with their outbox rows
 _OLD_EVENTS = ("SELECT id, received_at FROM events WHERE received_at < :cutoff AND (received_at, id) > (:at, :id)"
                " ORDER BY received_at, id LIMIT :chunk")
-_CHUNK = "(SELECT value FROM json_each(:ids))"
+_CHUNK = "(SELECT value FROM json_each(:ids))"  # _IDS for the pruning statements, which bind by name
 # CROSS JOIN keeps SQLite from starting at the outbox_due or alerts_status index, which would scan every
 # delivered row or every resolved alert rather than look up the chunk's.
 _FINISHED = ("SELECT o.id FROM json_each(:ids) AS chunk CROSS JOIN outbox o ON o.event_id = chunk.value"
@@ -68,7 +68,7 @@ def _event(columns: tuple) -> AlertEvent:
 
 
 def _id_list(ids) -> str:
-    """Row ids as a JSON array, for _IDS: one bound parameter however many rows."""
+    """Row ids as a JSON array, for _IDS and _CHUNK: one bound parameter however many rows."""
     return json.dumps(list(ids))
 
 
