@@ -13,7 +13,8 @@ receiver's processes are stopped (SIGSTOP), so its relay cannot spend the baseli
 counts the answers from the moment every client, already connected, is released at once, until the first
 client is done: start-up and the tail of clients finishing one by one would otherwise weigh more in the
 baseline's shorter slices (measured: ten slices of the baseline came out at 0.68-0.82 of one long run; with
-this window, 0.92-1.11, the machine's drift). Server CPU per request counts everything.
+this window, 0.92-1.11, the machine's drift). Server CPU per request counts everything. Beside the
+target's figure (the median of the rounds' shares) it prints the spread of the shares of single slice pairs.
 """
 from __future__ import annotations
 
@@ -245,7 +246,11 @@ def take_turns(server: Served, baseline: tuple[int, int], bodies: list[bytes]) -
             else:
                 with stopped(server.process.pid):  # its relay must not run on the baseline's time
                     turns[who].append(blast(baseline[0], PATH, part, baseline[1]))
-    return figures(turns["receiver"]), figures(turns["baseline"])
+    receiver = figures(turns["receiver"])
+    # Each slice's share against the baseline's turn beside it: how far the machine's drift spreads the figure.
+    receiver["slice_shares"] = [figures([mine])["rps"] / figures([theirs])["rps"]
+                                for mine, theirs in zip(turns["receiver"], turns["baseline"])]
+    return receiver, figures(turns["baseline"])
 
 
 @contextmanager
@@ -338,6 +343,10 @@ def main() -> int:
     print(f"  p99 < {TARGETS['p99_ms']} ms: {p99:.2f} ms {'OK' if p99 < TARGETS['p99_ms'] else 'MISSED'}")
     print(f"  >= half the empty endpoint's request rate: {share:.0%}"
           f" {'OK' if share >= TARGETS['baseline_share'] else 'MISSED'}")
+    pairs = sorted(x for one, _ in rounds for x in one["slice_shares"])
+    quartiles = statistics.quantiles(pairs, n=4)
+    print(f"    (its {len(pairs)} slice pairs: median {statistics.median(pairs):.0%}, middle half"
+          f" {quartiles[0]:.0%}-{quartiles[2]:.0%}, all {pairs[0]:.0%}-{pairs[-1]:.0%})")
     print(f"  zero lost, zero duplicated, in every run: {'OK' if exact else 'MISSED'}")
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")
     return 0
