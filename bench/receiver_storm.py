@@ -202,7 +202,8 @@ def history_counts(database: str) -> tuple[int, int, int]:
     conn = sqlite3.connect(database)
     try:
         events, distinct = conn.execute("SELECT count(*), count(DISTINCT fingerprint) FROM events").fetchone()
-        depth = conn.execute("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
+        depth = conn.execute("SELECT (SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending'))"
+                             " + (SELECT count(*) FROM intake)").fetchone()[0]  # not yet applied: queued too
     finally:
         conn.close()
     return events, distinct, depth

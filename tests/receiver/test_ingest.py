@@ -9,6 +9,8 @@ from .payloads import alert, notification
 
 
 def rows(store, sql):
+    """`sql`'s rows once the intake is applied, as every read of the store applies it (see test_intake)."""
+    store.apply_intake()
     conn = sqlite3.connect(store.path)
     try:
         return conn.execute(sql).fetchall()
@@ -157,7 +159,9 @@ def test_locked_database_answers_503_and_nothing_is_half_written(post, store):
 
 def test_failure_mid_transaction_rolls_everything_back(post, store):
     conn = sqlite3.connect(store.path)
-    conn.execute("CREATE TRIGGER broken BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    # The second alert's message fails, after the first alert was stored whole.
+    conn.execute("CREATE TRIGGER broken BEFORE INSERT ON intake WHEN NEW.event_id > 1"
+                 " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
     conn.commit()
     conn.close()
     response = post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))

@@ -46,6 +46,7 @@ class RelayWorker:
         self._record_unrecorded()
         if self.deadman:
             self.deadman.check(now)
+        self.store.apply_intake()
         sent = 0
         for name, due in sorted(self.store.due_counts(now).items()):
             sent += self._deliver_channel(name, due, now)

@@ -81,7 +81,11 @@ class Store(abc.ABC):
     # -- ingest
     @abc.abstractmethod
     def ingest(self, channel: str, notification: Notification, now: float) -> IngestResult:
-        """Store the notification, its state changes and one outbox row per new change, atomically."""
+        """Store the notification and its state changes, and queue a message per change new to the channel, atomically.
+
+        The messages and the alerts' newest state may reach the outbox and active_alerts() later (see
+        apply_intake), but every read and the relay see them as if they had.
+        """
 
     @abc.abstractmethod
     def record_heartbeat(self, channel: str, now: float, alerts: int) -> None:
@@ -121,6 +125,10 @@ class Store(abc.ABC):
         """Firing alerts per severity."""
 
     # -- relay
+    @abc.abstractmethod
+    def apply_intake(self) -> int:
+        """Move every queued message into the outbox and apply the alerts' newest state; messages moved."""
+
     @abc.abstractmethod
     def become_relay(self) -> None:
         """Take the database's one relay lock for this store's lifetime; StorageError if another relay has it."""

@@ -1,6 +1,8 @@
 """The SQLite store: WAL mode, one connection per thread, every write one IMMEDIATE transaction.
 
-Webhooks that arrive together share one transaction (group commit, see SQLiteStore.ingest).
+Webhooks that arrive together share one transaction (group commit, see SQLiteStore.ingest). A webhook
+stores its notification and state changes and queues its messages in the intake; apply_intake moves them
+into the outbox and the alerts' newest state in batches, before any read of either.
 """
 from __future__ import annotations
 
@@ -37,35 +39,45 @@ _FIND_EVENT = {  # the stored row that made _INSERT_EVENT ignore its copy
     "resolved": "SELECT id FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
                 " AND ends_at IS ?",
 }
-# Keep the newest state: a later episode, or the resolution of the same episode; never go back.
-_UPSERT_ALERT = (
-    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity) VALUES (?, ?, ?, ?, ?, ?)"
+# A message for this channel unless one is queued already, in the intake or (moved there) in the outbox.
+_QUEUE = ("INSERT INTO intake (event_id, channel, notification_id, queued_at) SELECT ?1, ?2, ?3, ?4"
+          " WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE event_id = ?1 AND channel = ?2) ON CONFLICT DO NOTHING")
+# apply_intake, on the intake rows up to a key (all of them when the key is NULL), in key order: events
+# in the order they were stored. The alerts keep the newest state: a later episode, or the resolution of
+# the same episode; never go back (an event queued for a second channel is applied again, harmlessly).
+_INTAKE_UPTO = " (?1 IS NULL OR (i.event_id, i.channel) <= (?1, ?2))"
+_APPLY_ALERTS = (
+    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity)"
+    " SELECT e.fingerprint, e.id, e.status, e.starts_at, e.episode, e.severity FROM intake i"
+    f" JOIN events e ON e.id = i.event_id WHERE{_INTAKE_UPTO} ORDER BY i.event_id, i.channel"
     " ON CONFLICT (fingerprint) DO UPDATE SET event_id = excluded.event_id, status = excluded.status,"
     " starts_at = excluded.starts_at, episode = excluded.episode, severity = excluded.severity"
     " WHERE excluded.starts_at > alerts.starts_at"
     " OR (excluded.starts_at = alerts.starts_at AND excluded.episode > alerts.episode)"
     " OR (excluded.starts_at = alerts.starts_at AND excluded.episode = alerts.episode"
     " AND excluded.status = 'resolved')")
+_APPLY_OUTBOX = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
+                 f" SELECT i.channel, i.event_id, i.notification_id, i.queued_at, i.queued_at FROM intake i"
+                 f" WHERE{_INTAKE_UPTO} ORDER BY i.event_id, i.channel")
+_APPLIED = f"DELETE FROM intake AS i WHERE{_INTAKE_UPTO}"
+APPLY_CHUNK = 2000  # intake rows per transaction: a relay back from a long outage must not hold the lock for seconds
 # Labels as stored and compared: keys sorted. One encoder, not json.dumps(sort_keys=True), which builds one
 # per call.
 _json_text = json.JSONEncoder(sort_keys=True).encode
-# A new database gets 1 KiB pages. A webhook's transaction touches one page in each of ~14 tables and
-# indexes, and WAL mode writes (and checksums) every touched page whole at COMMIT: 60 KB per webhook with
-# SQLite's default 4 KiB pages, 19 KB with these. Most rows fit in one page; longer ones overflow.
+# A new database gets 1 KiB pages. A webhook's transaction touches one page in each of the ~7 tables and
+# indexes it writes, and WAL mode writes (and checksums) every touched page whole at COMMIT: ~37 KB per
+# one-alert webhook with SQLite's default 4 KiB pages, ~9 KB with these. Most rows fit in one page; longer
+# ones overflow.
 PAGE_SIZE = 1024
 SYNCHRONOUS_MODES = ("normal", "full")  # SQLite's synchronous settings the receiver offers (README: Durability)
 COUNTS_FLUSH_INTERVAL = 1.0  # seconds a count() may wait in memory before it is written
-_QUEUE = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
-          " VALUES (?, ?, ?, ?, ?)")
 
 
-def _event_rows(alert: Alert, now: float) -> tuple[tuple, tuple]:
-    """_INSERT_EVENT parameters, and _UPSERT_ALERT's without the event id and episode."""
-    severity = alert.labels.get("severity", "")
-    return ((alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
-             severity, _json_text(alert.labels), _json_text(alert.annotations),
-             alert.generator_url, now),
-            (alert.fingerprint, alert.status, alert.starts_at, severity))
+def _event_row(alert: Alert, now: float) -> tuple:
+    """_INSERT_EVENT's parameters."""
+    return (alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
+            alert.labels.get("severity", ""), _json_text(alert.labels), _json_text(alert.annotations),
+            alert.generator_url, now)
 
 
 @dataclass
@@ -76,7 +88,7 @@ class _Pending:
     alert_count: int
     now: float
     notification_row: tuple
-    event_rows: list[tuple[tuple, tuple]]   # per alert: _INSERT_EVENT and _UPSERT_ALERT parameters
+    event_rows: list[tuple]   # per alert: _INSERT_EVENT's parameters
     result: IngestResult | None = None
     error: BaseException | None = None
     done: bool = False
@@ -243,7 +255,7 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         # Parameters are built before taking the lock: Python work inside it lengthens every writer's wait.
         pending = _Pending(channel, len(n.alerts), now, (
             channel, n.receiver, n.status, n.group_key, _json_text(n.group_labels),
-            n.truncated_alerts, n.external_url, now), [_event_rows(alert, now) for alert in n.alerts])
+            n.truncated_alerts, n.external_url, now), [_event_row(alert, now) for alert in n.alerts])
         with self._queue_lock:
             self._queued.append(pending)
         with self._write_lock:
@@ -268,7 +280,6 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 # waited for it (another process was writing) ride along in the same commit.
                 batch = self._drain()
                 results = [self._ingest_one(conn, item) for item in batch]
-                self._count_ingested(conn, batch, results)
         except Exception as exc:
             if not batch:  # BEGIN failed (database locked): retrying alone would only wait again
                 self._settle(self._drain(), error=exc)
@@ -281,16 +292,17 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 try:
                     with self._transaction(conn):
                         result = self._ingest_one(conn, item)
-                        self._count_ingested(conn, [item], [result])
                 except Exception as exc:
                     self._settle([item], error=exc)
                 else:
                     self._settle([item], results=[result])
+                    self._count_ingested([item], [result])
         except BaseException as exc:
             self._settle(batch or self._drain(), error=StorageError(f"interrupted: {exc!r}"))
             raise
         else:
             self._settle(batch, results=results)
+            self._count_ingested(batch, results)
 
     @staticmethod
     def _settle(batch: list[_Pending], results: list[IngestResult] | None = None,
@@ -307,27 +319,26 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         channel, now = item.channel, item.now
         notification_id = conn.execute(_INSERT_NOTIFICATION, item.notification_row).lastrowid
         new_events = queued = 0
-        for event_row, alert_row in item.event_rows:
-            event_id, new = SQLiteStore._insert_event(conn, event_row, alert_row)
+        for event_row in item.event_rows:
+            event_id, new = SQLiteStore._insert_event(conn, event_row)
             new_events += new
-            queued += conn.execute(_QUEUE, (channel, event_id, notification_id, now, now)).rowcount
+            queued += conn.execute(_QUEUE, (event_id, channel, notification_id, now)).rowcount
         if not queued:  # nothing new for this channel: a redelivery leaves no trace in history
             conn.execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
         return IngestResult(new_events, queued, item.alert_count - queued)
 
-    @staticmethod
-    def _count_ingested(conn: sqlite3.Connection, batch: list[_Pending], results: list[IngestResult]) -> None:
-        """Add a batch's received and duplicate alerts to the counters, one row per (counter, channel)."""
-        totals: Counter[tuple[str, str]] = Counter()
+    def _count_ingested(self, batch: list[_Pending], results: list[IngestResult]) -> None:
+        """Count a committed batch's received and duplicate alerts (in memory, like every count())."""
+        # Not in the webhook's transaction: the counters row was a tenth of what storing a one-alert webhook
+        # cost. A worker killed outright loses at most the last second's counts, never an alert.
         for item, result in zip(batch, results):
-            totals["received", item.channel] += item.alert_count
+            self.count("received", item.channel, item.alert_count)
             if result.duplicates:
-                totals["duplicate", item.channel] += result.duplicates
-        conn.executemany(COUNT, [(name, channel, amount) for (name, channel), amount in totals.items()])
+                self.count("duplicate", item.channel, result.duplicates)
 
     @staticmethod
-    def _insert_event(conn: sqlite3.Connection, event_row: tuple, alert_row: tuple) -> tuple[int, bool]:
-        """The event id of the alert's state change, and whether it is new (see _event_rows).
+    def _insert_event(conn: sqlite3.Connection, event_row: tuple) -> tuple[int, bool]:
+        """The event id of the alert's state change, and whether it is new (see _event_row).
 
         A firing is new unless one of the same episode is stored; a resolution unless one with the
         same endsAt is. So a retry or the HA peer's copy is a duplicate, while an alert that fires
@@ -339,15 +350,29 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
             fingerprint, status, starts_at, ends_at = event_row[:4]
             key = (fingerprint, starts_at) + ((ends_at,) if status == "resolved" else ())
             return conn.execute(_FIND_EVENT[status], key).fetchone()[0], False
-        (event_id, episode), = inserted
-        conn.execute(_UPSERT_ALERT, (alert_row[0], event_id, *alert_row[1:3], episode, alert_row[3]))
-        return event_id, True
+        return inserted[0][0], True
 
     def add_system_event(self, alert, channels, now, state) -> None:
         with self._write() as conn:
-            event_id, _ = self._insert_event(conn, *_event_rows(alert, now))
-            conn.executemany(_QUEUE, [(channel, event_id, None, now, now) for channel in channels])
+            event_id, _ = self._insert_event(conn, _event_row(alert, now))
+            conn.executemany(_QUEUE, [(event_id, channel, None, now) for channel in channels])
             conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
+
+    def apply_intake(self) -> int:
+        with self._read() as conn:
+            if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM intake)").fetchone()[0]:
+                return 0  # the common case for a read: no write transaction
+        moved = 0
+        while True:
+            with self._write() as conn:
+                # The chunk ends at the APPLY_CHUNK-th key (inclusive); with fewer rows left, it takes them all.
+                last = conn.execute("SELECT event_id, channel FROM intake ORDER BY event_id, channel"
+                                    " LIMIT 1 OFFSET ?", (APPLY_CHUNK - 1,)).fetchone() or (None, None)
+                conn.execute(_APPLY_ALERTS, last)
+                conn.execute(_APPLY_OUTBOX, last)
+                moved += conn.execute(_APPLIED, last).rowcount
+            if last[0] is None:
+                return moved
 
     def record_heartbeat(self, channel: str, now: float, alerts: int) -> None:
         with self._write() as conn:

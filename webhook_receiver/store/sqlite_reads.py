@@ -31,7 +31,11 @@ def _marks(count: int) -> str:
 
 
 class ReadQueries:
-    """Mixin for SQLiteStore: everything that only reads."""
+    """Mixin for SQLiteStore: everything that reads history, first applying the intake (apply_intake).
+
+    So a read right after a webhook's 200 sees its messages queued and its alerts' state, as if the webhook
+    had written them itself.
+    """
 
     def history(self, query: HistoryQuery) -> tuple[list[dict], int | None]:
         where, args = [], []
@@ -57,6 +61,7 @@ class ReadQueries:
                 args.append(value)
         sql = (f"SELECT {_EVENT_COLUMNS} FROM events e"
                f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT ?")
+        self.apply_intake()
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
             entries = [_event(row) for row in rows[:query.limit]]
@@ -90,12 +95,14 @@ class ReadQueries:
                     "at": format_epoch(row[1]), "ok": bool(row[2]), "digest": bool(row[3]), "detail": row[4]})
 
     def active_alerts(self) -> list[dict]:
+        self.apply_intake()
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM alerts a JOIN events e ON e.id = a.event_id"
                                 " WHERE a.status = 'firing' ORDER BY e.starts_at DESC, e.id DESC").fetchall()
         return [_event(row) for row in rows]
 
     def timeline(self, fingerprint: str) -> list[dict]:
+        self.apply_intake()
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ? ORDER BY"
                                 " e.starts_at, e.episode, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
@@ -109,11 +116,13 @@ class ReadQueries:
                     for name, label, value in conn.execute("SELECT name, label, value FROM counters")}
 
     def outbox_depth(self) -> dict[str, int]:
+        self.apply_intake()
         with self._read() as conn:
             return dict(conn.execute("SELECT channel, count(*) FROM outbox"
                                      " WHERE state IN ('pending', 'sending') GROUP BY channel"))
 
     def active_by_severity(self) -> dict[str, int]:
+        self.apply_intake()
         with self._read() as conn:
             return dict(conn.execute("SELECT severity, count(*) FROM alerts WHERE status = 'firing'"
                                      " GROUP BY severity"))

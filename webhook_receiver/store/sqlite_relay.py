@@ -43,7 +43,8 @@ _PRUNE_EVENTS = (  # for one chunk of old events: what refers to them, then thos
     " AND a.event_id = e.id WHERE a.status = 'resolved')",
     f"DELETE FROM events WHERE id IN {_CHUNK}"
     " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.fingerprint = events.fingerprint AND a.event_id = events.id)"
-    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = events.id)",
+    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = events.id)"
+    " AND NOT EXISTS (SELECT 1 FROM intake i WHERE i.event_id = events.id)",
 )
 # notifications has no index on received_at (one more for every webhook to write), but ids follow arrival:
 # chunks are taken in id order until one holds no old notification.
@@ -167,6 +168,9 @@ class RelayQueries:
                     conn.execute(COUNT, (name, channel, done))
 
     def prune(self, cutoff: float) -> int:
+        # With the intake applied, the notifications it refers to are in the outbox too; what webhooks queue
+        # from here on is newer than any cutoff. (Events keep their own check: it is a key lookup.)
+        self.apply_intake()
         removed = 0
         params = {"cutoff": cutoff, "chunk": PRUNE_CHUNK}
         while True:

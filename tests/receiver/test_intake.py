@@ -1,0 +1,93 @@
+"""The intake: a webhook queues its messages there, and apply_intake moves them into the outbox and the alerts'
+newest state. Users must not be able to tell: every read, the relay and a restart see what was acknowledged."""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from webhook_receiver import create_app
+from webhook_receiver.relay.worker import RelayWorker
+from webhook_receiver.store import sqlite as sqlite_store
+
+from .payloads import alert, notification
+
+
+def table_counts(store, *tables: str) -> dict[str, int]:
+    """Row counts read straight from the file, applying nothing."""
+    conn = sqlite3.connect(store.path)
+    try:
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+    finally:
+        conn.close()
+
+
+def test_a_webhooks_messages_wait_in_the_intake_yet_the_first_read_sees_them(post, client, store):
+    assert post(notification(alert(machine="gpu-1"), alert(machine="gpu-2"))).get_json()["queued"] == 2
+    assert table_counts(store, "intake", "outbox", "alerts") == {"intake": 2, "outbox": 0, "alerts": 0}
+
+    firing = client.get("/api/v1/alerts").get_json()["alerts"]
+    assert sorted(a["labels"]["machine_id"] for a in firing) == ["gpu-1", "gpu-2"]
+    assert table_counts(store, "intake", "outbox", "alerts") == {"intake": 0, "outbox": 2, "alerts": 2}
+    entries = client.get("/api/v1/history").get_json()["entries"]
+    assert [d["state"] for e in entries for d in e["deliveries"]] == ["pending", "pending"]
+
+
+def test_a_redelivery_queues_nothing_whether_its_message_waits_or_was_moved(post, store):
+    body = notification(alert(machine="gpu-1"))
+    assert post(body).get_json()["queued"] == 1
+    assert post(body).get_json() == {"status": "ok", "new": 0, "queued": 0, "duplicates": 1}  # still waiting
+    assert store.apply_intake() == 1
+    assert post(body).get_json() == {"status": "ok", "new": 0, "queued": 0, "duplicates": 1}  # moved
+    assert post(body, channel="email-oncall").get_json()["queued"] == 1  # the other channel has no message yet
+    assert store.apply_intake() == 1
+    assert store.apply_intake() == 0
+    assert table_counts(store, "intake", "outbox", "notifications") == {"intake": 0, "outbox": 2,
+                                                                        "notifications": 2}
+
+
+def test_the_intake_moves_in_short_transactions_in_the_order_changes_were_stored(post, client, store,
+                                                                                monkeypatch):
+    monkeypatch.setattr(sqlite_store, "APPLY_CHUNK", 3)
+    for i in range(7):
+        post(notification(alert(machine=f"gpu-{i}")))
+    post(notification(alert(machine="gpu-0", status="resolved")))  # the last change of gpu-0, in a later chunk
+    commits = []
+    store._conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    assert store.apply_intake() == 8
+    assert len(commits) == 3  # 3 + 3 + 2, not one long transaction
+
+    conn = sqlite3.connect(store.path)
+    try:
+        assert [row[0] for row in conn.execute("SELECT event_id FROM outbox ORDER BY id")] == list(range(1, 9))
+    finally:
+        conn.close()
+    firing = client.get("/api/v1/alerts").get_json()["alerts"]
+    assert sorted(a["labels"]["machine_id"] for a in firing) == [f"gpu-{i}" for i in range(1, 7)]
+
+
+def test_a_change_and_its_resolution_moved_together_leave_the_alert_resolved(post, client, store):
+    firing = alert(machine="gpu-1")
+    post(notification(firing))
+    post(notification(firing), channel="email-oncall")  # the same change for a second channel
+    post(notification(alert(machine="gpu-1", status="resolved")))
+    post(notification(alert(machine="gpu-2")))
+    assert [a["labels"]["machine_id"] for a in client.get("/api/v1/alerts").get_json()["alerts"]] == ["gpu-2"]
+    timeline = client.get(f"/api/v1/alerts/{firing['fingerprint']}").get_json()["timeline"]
+    assert [(e["status"], sorted(d["channel"] for d in e["deliveries"])) for e in timeline] == [
+        ("firing", ["email-oncall", "slack-oncall"]), ("resolved", ["slack-oncall"])]
+
+
+def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store, config_values, slack):
+    post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))
+    store.close()  # the receiver stops before any relay pass
+    assert table_counts(store, "intake", "outbox") == {"intake": 2, "outbox": 0}
+
+    restarted = create_app(config_values)
+    try:
+        worker = RelayWorker(restarted.extensions["dumont.store"], restarted.extensions["dumont.channels"],
+                             restarted.config["RECEIVER"])
+        worker.run_once(time.time())
+    finally:
+        restarted.extensions["dumont.store"].close()
+    assert len(slack.received) == 1
+    assert table_counts(store, "intake", "outbox") == {"intake": 0, "outbox": 2}
