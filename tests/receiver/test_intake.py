@@ -91,3 +91,16 @@ def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store,
         restarted.extensions["dumont.store"].close()
     assert len(slack.received) == 1
     assert table_counts(store, "intake", "outbox") == {"intake": 0, "outbox": 2}
+
+
+def test_a_read_answers_from_what_is_applied_when_the_intake_cannot_be_applied(post, client, store):
+    post(notification(alert(machine="gpu-1")))
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another writer holds the lock past busy_timeout; readers still read
+        entries = client.get("/api/v1/history").get_json()["entries"]
+        assert [(e["labels"]["machine_id"], e["deliveries"]) for e in entries] == [("gpu-1", [])]
+    finally:
+        writer.close()
+    entries = client.get("/api/v1/history").get_json()["entries"]
+    assert [d["state"] for e in entries for d in e["deliveries"]] == ["pending"]

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 
 from webhook_receiver.payload import format_epoch, micros
-from webhook_receiver.store.base import HistoryQuery
+from webhook_receiver.store.base import HistoryQuery, StorageError
+
+log = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
                   " e.annotations, e.generator_url, e.received_at")
@@ -37,6 +40,15 @@ class ReadQueries:
     had written them itself.
     """
 
+    def _apply_before_read(self) -> None:
+        # A read still answers when the intake cannot be applied (database locked past busy_timeout, disk
+        # full): an operator looking at history in an incident must see what is stored, if not the newest
+        # messages' delivery rows.
+        try:
+            self.apply_intake()
+        except StorageError as exc:
+            log.warning("store.intake_not_applied error=%r", str(exc))
+
     def history(self, query: HistoryQuery) -> tuple[list[dict], int | None]:
         where, args = [], []
         for column, value in (("alertname", query.alertname), ("severity", query.severity),
@@ -61,7 +73,7 @@ class ReadQueries:
                 args.append(value)
         sql = (f"SELECT {_EVENT_COLUMNS} FROM events e"
                f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT ?")
-        self.apply_intake()
+        self._apply_before_read()
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
             entries = [_event(row) for row in rows[:query.limit]]
@@ -95,14 +107,14 @@ class ReadQueries:
                     "at": format_epoch(row[1]), "ok": bool(row[2]), "digest": bool(row[3]), "detail": row[4]})
 
     def active_alerts(self) -> list[dict]:
-        self.apply_intake()
+        self._apply_before_read()
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM alerts a JOIN events e ON e.id = a.event_id"
                                 " WHERE a.status = 'firing' ORDER BY e.starts_at DESC, e.id DESC").fetchall()
         return [_event(row) for row in rows]
 
     def timeline(self, fingerprint: str) -> list[dict]:
-        self.apply_intake()
+        self._apply_before_read()
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ? ORDER BY"
                                 " e.starts_at, e.episode, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
@@ -116,13 +128,13 @@ class ReadQueries:
                     for name, label, value in conn.execute("SELECT name, label, value FROM counters")}
 
     def outbox_depth(self) -> dict[str, int]:
-        self.apply_intake()
+        self._apply_before_read()
         with self._read() as conn:
             return dict(conn.execute("SELECT channel, count(*) FROM outbox"
                                      " WHERE state IN ('pending', 'sending') GROUP BY channel"))
 
     def active_by_severity(self) -> dict[str, int]:
-        self.apply_intake()
+        self._apply_before_read()
         with self._read() as conn:
             return dict(conn.execute("SELECT severity, count(*) FROM alerts WHERE status = 'firing'"
                                      " GROUP BY severity"))
