@@ -6,7 +6,6 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook_receiver.auth import authorized
 from webhook_receiver.db import get_store
@@ -30,6 +29,19 @@ def _reject(reason: str, status: int, message: str, **fields):
     return _answer(status, error=message, **fields)
 
 
+def _body(limit: int) -> bytes | None:
+    """The request's body, or None when it is longer than `limit` bytes."""
+    # Straight from the WSGI input: werkzeug's wrapper for MAX_CONTENT_LENGTH reads every body twice over,
+    # which cost a storm ~3% of the receiver's CPU.
+    length, stream = request.content_length, request.environ["wsgi.input"]
+    if length is not None:
+        return stream.read(length) if length <= limit else None
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end the server vouches for: nothing is safe to read (as werkzeug does)
+    body = stream.read(limit + 1)  # chunked: the server ends the stream after the last chunk
+    return body if len(body) <= limit else None
+
+
 @bp.post("/webhook/<channel>")
 def webhook(channel: str):
     """Store one notification (or heartbeat); 2xx only once it is committed."""
@@ -41,11 +53,8 @@ def webhook(channel: str):
     if target is None:
         return _reject("unknown_channel", 404, f"unknown channel {channel!r}")
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    try:
-        body = request.get_data(cache=False)  # raises 413 past a declared Content-Length
-        if request.content_length is None and len(body) >= limit:
-            raise RequestEntityTooLarge()  # a chunked body is cut at the limit, not refused
-    except RequestEntityTooLarge:
+    body = _body(limit)
+    if body is None:
         return _reject("too_large", 413, f"body larger than {limit} bytes")
     try:
         notification = parse_webhook(body)

@@ -127,6 +127,15 @@ def test_too_large_is_413(post, store):
     assert counts(store)["events"] == 0
 
 
+def test_a_body_of_exactly_the_limit_is_taken(post, store):
+    body = notification(alert())
+    body["alerts"][0]["generatorURL"] += "x" * (65536 - len(json.dumps(body).encode()))  # appears once
+    assert len(json.dumps(body).encode()) == 65536
+    assert post(body).status_code == 200
+    body["alerts"][0]["generatorURL"] += "x"
+    assert post(body).status_code == 413
+
+
 @pytest.mark.parametrize("body, message", [
     (b"{not json", "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     (json.dumps({**notification(), "version": "2"}).encode(), "version: expected \"4\", got '2'"),

@@ -140,7 +140,13 @@ def test_a_chunked_body_past_the_limit_is_413_not_cut(served, config_values):
     small = json.dumps(notification(alert())).encode()
     answer = requests.post(served.url + "/webhook/slack-oncall", data=chunks(small), headers=headers, timeout=10)
     assert answer.status_code == 200 and answer.json()["queued"] == 1
-    assert len(requests.get(served.url + "/api/v1/history", timeout=10).json()["entries"]) == 1
+    exact = notification(alert(machine="gpu-2"))
+    exact["alerts"][0]["generatorURL"] += "x" * (config_values["max_body_bytes"] - len(json.dumps(exact).encode()))
+    exact = json.dumps(exact).encode()
+    assert len(exact) == config_values["max_body_bytes"]
+    answer = requests.post(served.url + "/webhook/slack-oncall", data=chunks(exact), headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text  # the limit itself is allowed
+    assert len(requests.get(served.url + "/api/v1/history", timeout=10).json()["entries"]) == 2
 
 
 def test_a_keep_alive_connection_is_closed_after_keepalive_requests(tmp_path, config_values):
