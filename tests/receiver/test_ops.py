@@ -172,15 +172,34 @@ def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_
     assert len(commits) == 19
 
 
+def test_pruning_walks_past_old_changes_it_must_keep(post, make_worker, slack, store, monkeypatch):
+    """Events are walked in arrival order: an undelivered change at the start keeps its place, and the walk goes
+    on past it (chunk after chunk) to the old changes behind it."""
+    monkeypatch.setattr(sqlite_relay, "PRUNE_CHUNK", 3)
+    slack.script([(500, {})])
+    post(notification(alert("Stuck", machine="gpu-0")))  # Slack fails: stays pending
+    for i in range(1, 5):  # fired and resolved: nothing keeps them
+        post(notification(alert("Old", machine=f"gpu-{i}")), channel="email-oncall")
+        post(notification(alert("Old", machine=f"gpu-{i}", status="resolved")), channel="email-oncall")
+    now = time.time()
+    make_worker().run_once(now)
+    assert store.prune(now + 60) > 0
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT alertname FROM events").fetchall() == [("Stuck",)]
+    finally:
+        conn.close()
+
+
 def test_pruning_finds_every_chunk_through_an_index(store):
     """Every pruning statement looks rows up by the chunk's keys: a chunk costs the same however much history
     is kept. A table scan, or a search on state or status alone (every delivered row, every resolved alert),
     would grow with the history while holding the write lock."""
-    params = {"cutoff": 0.0, "chunk": 3, "at": 0.0, "id": 0, "ids": "[1, 2]"}
-    statements = (sqlite_relay._PRUNE_DELIVERIES, sqlite_relay._OLD_EVENTS, *sqlite_relay._PRUNE_EVENTS,
+    params = {"cutoff": 0.0, "chunk": 3, "id": 0, "ids": "[1, 2]"}
+    statements = (sqlite_relay._PRUNE_DELIVERIES, sqlite_relay._EVENTS_AFTER, *sqlite_relay._PRUNE_EVENTS,
                   sqlite_relay._NOTIFICATIONS_AFTER, sqlite_relay._PRUNE_NOTIFICATIONS)
     selective = {"rowid=?", "rowid>?", "event_id=?", "fingerprint=?", "notification_id=?", "outbox_id=?",
-                 "attempted_at<?", "received_at>? AND received_at<?"}
+                 "attempted_at<?"}
     conn = sqlite3.connect(store.path)
     try:
         for statement in statements:

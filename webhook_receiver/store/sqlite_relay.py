@@ -28,8 +28,9 @@ COUNT = ("INSERT INTO counters (name, label, value) VALUES (?, ?, ?)"
 # nothing.
 _PRUNE_DELIVERIES = ("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE attempted_at < :cutoff"
                      " ORDER BY attempted_at LIMIT :chunk)")  # their items go with their outbox rows
-_OLD_EVENTS = ("SELECT id, received_at FROM events WHERE received_at < :cutoff AND (received_at, id) > (:at, :id)"
-               " ORDER BY received_at, id LIMIT :chunk")
+# Events and notifications have no index on received_at (one more b-tree for every webhook to write), but
+# their ids follow arrival: each is walked in id order, a chunk at a time, until a chunk holds no old row.
+_EVENTS_AFTER = "SELECT id, received_at < :cutoff FROM events WHERE id > :id ORDER BY id LIMIT :chunk"
 _CHUNK = "(SELECT value FROM json_each(:ids))"  # _IDS for the pruning statements, which bind by name
 # CROSS JOIN keeps SQLite from starting at the outbox_due or alerts_status index, which would scan every
 # delivered row or every resolved alert rather than look up the chunk's.
@@ -46,8 +47,6 @@ _PRUNE_EVENTS = (  # for one chunk of old events: what refers to them, then thos
     " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = events.id)"
     " AND NOT EXISTS (SELECT 1 FROM intake i WHERE i.event_id = events.id)",
 )
-# notifications has no index on received_at (one more for every webhook to write), but ids follow arrival:
-# chunks are taken in id order until one holds no old notification.
 _NOTIFICATIONS_AFTER = "SELECT id, received_at < :cutoff FROM notifications WHERE id > :id ORDER BY id LIMIT :chunk"
 _PRUNE_NOTIFICATIONS = (f"DELETE FROM notifications WHERE id IN {_CHUNK} AND received_at < :cutoff"
                         " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = notifications.id)")
@@ -179,22 +178,17 @@ class RelayQueries:
             removed += deleted
             if deleted < PRUNE_CHUNK:
                 break
-        params.update(at=float("-inf"), id=0)
+        removed += self._prune_in_id_order(_EVENTS_AFTER, _PRUNE_EVENTS, params)
+        return removed + self._prune_in_id_order(_NOTIFICATIONS_AFTER, (_PRUNE_NOTIFICATIONS,), params)
+
+    def _prune_in_id_order(self, after: str, statements: tuple[str, ...], params: dict) -> int:
+        """Run `statements` on the old rows `after` finds, a chunk per transaction, until a chunk has none."""
+        removed, params = 0, {**params, "id": 0}
         while True:
             with self._write() as conn:
-                chunk = conn.execute(_OLD_EVENTS, params).fetchall()
-                params["ids"] = _id_list(row[0] for row in chunk)
-                removed += sum(conn.execute(statement, params).rowcount for statement in _PRUNE_EVENTS)
-            if len(chunk) < PRUNE_CHUNK:
-                break
-            params["id"], params["at"] = chunk[-1]
-        params["id"] = 0
-        while True:
-            with self._write() as conn:
-                chunk = conn.execute(_NOTIFICATIONS_AFTER, params).fetchall()
+                chunk = conn.execute(after, params).fetchall()
                 params["ids"] = _id_list(row[0] for row in chunk if row[1])
-                removed += conn.execute(_PRUNE_NOTIFICATIONS, params).rowcount
+                removed += sum(conn.execute(statement, params).rowcount for statement in statements)
             if len(chunk) < PRUNE_CHUNK or not any(row[1] for row in chunk):
-                break
+                return removed
             params["id"] = chunk[-1][0]
-        return removed
