@@ -108,6 +108,19 @@ def post(client):
 
 
 @pytest.fixture
+def relay_pass_after_restart(config_values):
+    """Run one relay pass as a receiver started afresh would: a new app, store and worker on the same files."""
+    def run() -> None:
+        restarted = create_app(config_values)
+        try:
+            RelayWorker(restarted.extensions["dumont.store"], restarted.extensions["dumont.channels"],
+                        restarted.config["RECEIVER"]).run_once(time.time())
+        finally:
+            restarted.extensions["dumont.store"].close()
+    return run
+
+
+@pytest.fixture
 def make_worker(app):
     """A relay worker on the app's database and channels with seeded jitter; tests pass `now` to run_once.
 

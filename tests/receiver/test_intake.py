@@ -3,10 +3,7 @@ newest state. Users must not be able to tell: every read, the relay and a restar
 from __future__ import annotations
 
 import sqlite3
-import time
 
-from webhook_receiver import create_app
-from webhook_receiver.relay.worker import RelayWorker
 from webhook_receiver.store import sqlite as sqlite_store
 
 from .payloads import alert, notification
@@ -77,18 +74,12 @@ def test_a_change_and_its_resolution_moved_together_leave_the_alert_resolved(pos
         ("firing", ["email-oncall", "slack-oncall"]), ("resolved", ["slack-oncall"])]
 
 
-def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store, config_values, slack):
+def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store, relay_pass_after_restart, slack):
     post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))
     store.close()  # the receiver stops before any relay pass
     assert table_counts(store, "intake", "outbox") == {"intake": 2, "outbox": 0}
 
-    restarted = create_app(config_values)
-    try:
-        worker = RelayWorker(restarted.extensions["dumont.store"], restarted.extensions["dumont.channels"],
-                             restarted.config["RECEIVER"])
-        worker.run_once(time.time())
-    finally:
-        restarted.extensions["dumont.store"].close()
+    relay_pass_after_restart()
     assert len(slack.received) == 1
     assert table_counts(store, "intake", "outbox") == {"intake": 0, "outbox": 2}
 
