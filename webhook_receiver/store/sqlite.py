@@ -32,7 +32,7 @@ _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels,"
     " annotations, generator_url, received_at, episode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
     " (SELECT count(*) FROM events WHERE fingerprint = ?1 AND status = 'resolved' AND starts_at = ?3))"
-    " RETURNING id, episode")
+    " RETURNING id")
 _FIND_EVENT = {  # the stored row that made _INSERT_EVENT ignore its copy
     "firing": "SELECT id FROM events WHERE fingerprint = ? AND status = 'firing' AND starts_at = ?"
               " ORDER BY episode DESC LIMIT 1",
@@ -62,7 +62,7 @@ _APPLY_ALERTS = (
     " OR (excluded.starts_at = alerts.starts_at AND excluded.episode = alerts.episode"
     " AND excluded.status = 'resolved')")
 _APPLY_OUTBOX = ("INSERT OR IGNORE INTO outbox (channel, event_id, notification_id, due_at, created_at)"
-                 f" SELECT i.channel, i.event_id, i.notification_id, i.queued_at, i.queued_at FROM intake i"
+                 " SELECT i.channel, i.event_id, i.notification_id, i.queued_at, i.queued_at FROM intake i"
                  f" WHERE{_INTAKE_UPTO} ORDER BY i.event_id, i.channel")
 _APPLIED = f"DELETE FROM intake AS i WHERE{_INTAKE_UPTO}"
 APPLY_CHUNK = 2000  # intake rows per transaction: a relay back from a long outage must not hold the lock for seconds
