@@ -67,6 +67,8 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Bytes transferred between regions."),
     MetricSpec("dumont_machine_uptime_seconds", GAUGE, MACHINE,
                "Seconds since the machine came up; 0 when it is down."),
+    MetricSpec("dumont_machine_retired", GAUGE, MACHINE,
+               "Unix time a machine was retired on purpose; kept a while after its other series are gone."),
     MetricSpec("dumont_failovers_total", COUNTER, ("from_type", "to_type", "reason"),
                "Failovers between machine types."),
     MetricSpec("dumont_downtime_avoided_seconds", COUNTER, ("machine_id",),

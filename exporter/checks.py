@@ -23,6 +23,13 @@ def number(name: str, value: object, minimum: float = 0.0, maximum: float | None
     return float(value)
 
 
+def whole(name: str, value: object) -> int:
+    """`value` if it is a whole number >= 0 (a count of events)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
 def not_above(name: str, value: float, limit_name: str, limit: float) -> None:
     """Reject `value` greater than `limit` (a used amount above its total)."""
     if value > limit:

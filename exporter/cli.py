@@ -11,7 +11,9 @@ import threading
 import psutil
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.durations import format_duration, parse_duration
 from exporter.host_collector import HostCollector
+from exporter.retired import DEFAULT_RETIRED_TTL_SECONDS
 from exporter.server import MetricsServer
 from exporter.simulation import Simulation, one_line
 from exporter.telemetry import Telemetry
@@ -28,6 +30,14 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_positive_duration(value: str) -> float:
+    """Seconds in a positive Prometheus duration such as `2h` or `90m`."""
+    seconds = parse_duration(value)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 2h, got {value!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of dumont-exporter."""
     parser = argparse.ArgumentParser(prog="dumont-exporter", description=__doc__)
@@ -37,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="machine_id label of this host's readings (default: the hostname)")
     parser.add_argument("--machine-type", default="host", help="machine_type label of this host's readings")
     parser.add_argument("--simulate", metavar="SCENARIO", help="play the fleet in this scenario file")
+    parser.add_argument("--retired-ttl", type=parse_positive_duration, default=DEFAULT_RETIRED_TTL_SECONDS,
+                        metavar="DURATION",
+                        help="how long a retired machine's mark stays; must outlast the rules' vanish window "
+                             f"(default {format_duration(DEFAULT_RETIRED_TTL_SECONDS)})")
     parser.add_argument("--no-host-metrics", action="store_true",
                         help="do not read this host's CPU, memory and disks")
     return parser
@@ -52,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda received, frame: stop.set())
     registry = CollectorRegistry()
     host = None if args.no_host_metrics else HostCollector(psutil, args.machine_id, args.machine_type)
-    telemetry = Telemetry(registry=registry, host=host)
+    telemetry = Telemetry(registry=registry, host=host, retired_ttl=args.retired_ttl)
     try:
         simulation = Simulation(args.simulate, telemetry) if args.simulate else None
     except ValueError as error:

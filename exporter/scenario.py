@@ -9,6 +9,8 @@ from exporter.durations import parse_duration as prometheus_duration
 GIB = 1024 ** 3
 DEFAULT_TICK_SECONDS = 1.0
 DEFAULT_MOUNTS = ("/",)
+DEFAULT_STANDBY_TYPE = "cpu"   # what a machine fails over to, unless its definition names a standby_type
+FAILOVER_REASON = "scenario"
 # Every machine field with its default, used where neither "*" nor the machine's entry ever set it.
 MACHINE_DEFAULTS = {
     "sync_latency_seconds": 1.0,
@@ -20,6 +22,9 @@ MACHINE_DEFAULTS = {
     "cpu_percent": 0.0,
     "cost_hourly_usd": 0.0,
     "up": True,
+    "reporting": True,          # false: the machine falls silent, none of its series is exported
+    "retired": False,           # true: retired on purpose (retire_machine); wins over reporting
+    "failovers_per_minute": 0.0,  # failovers from this machine's type to its standby_type
     "disk_total_bytes": 1e12,
     "memory_total_bytes": 64.0 * GIB,
 }
@@ -34,6 +39,7 @@ class Machine:
     type: str
     provider: str
     mounts: tuple[str, ...]
+    standby_type: str = DEFAULT_STANDBY_TYPE
 
 
 @dataclass(frozen=True)

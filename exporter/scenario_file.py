@@ -6,17 +6,18 @@ from pathlib import Path
 
 import yaml
 
-from exporter.scenario import (DEFAULT_HEALTH, DEFAULT_MOUNTS, DEFAULT_TICK_SECONDS, MACHINE_DEFAULTS,
-                               Machine, Phase, Scenario, parse_duration)
+from exporter.scenario import (DEFAULT_HEALTH, DEFAULT_MOUNTS, DEFAULT_STANDBY_TYPE, DEFAULT_TICK_SECONDS,
+                               MACHINE_DEFAULTS, Machine, Phase, Scenario, parse_duration)
 
 TOP_KEYS = ("tick", "loop", "machines", "components", "phases")
-MACHINE_KEYS = ("type", "provider", "mounts")
+MACHINE_KEYS = ("type", "provider", "mounts", "standby_type")
 PHASE_KEYS = ("name", "duration", "machines", "components")
-# Allowed range of each numeric machine field; sync_ok and up are booleans.
+# Allowed range of each numeric machine field; sync_ok, up, reporting and retired are booleans.
 RANGES = {
     "sync_latency_seconds": (0, None), "sync_bytes": (0, None), "sync_files": (0, None),
     "disk_used_ratio": (0, 1), "memory_used_ratio": (0, 1), "cpu_percent": (0, 100),
     "cost_hourly_usd": (0, None), "disk_total_bytes": (1, None), "memory_total_bytes": (1, None),
+    "failovers_per_minute": (0, None),
 }
 WILDCARD = "*"
 
@@ -104,7 +105,10 @@ def _check_machines(value, errors: list[str]) -> dict[str, Machine]:
                 errors.append(f"{field}.{key}: must be a non-empty string, got {fields.get(key)!r}")
             labels[key] = str(fields.get(key))
         mounts = _names(fields["mounts"], f"{field}.mounts", errors) if "mounts" in fields else DEFAULT_MOUNTS
-        machines[machine_id] = Machine(machine_id, labels["type"], labels["provider"], mounts)
+        standby = fields.get("standby_type", DEFAULT_STANDBY_TYPE)
+        if not isinstance(standby, str) or not standby:
+            errors.append(f"{field}.standby_type: must be a non-empty string, got {standby!r}")
+        machines[machine_id] = Machine(machine_id, labels["type"], labels["provider"], mounts, str(standby))
     return machines
 
 

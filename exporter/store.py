@@ -81,9 +81,15 @@ class SeriesStore:
         series.counts[bisect_left(self.specs[name].buckets, amount)] += 1
         series.sum += amount
 
-    def remove_where(self, label: str, value: str) -> None:
-        """Drop every series whose `label` equals `value` (caller holds the lock)."""
+    def discard(self, name: str, key: tuple[str, ...]) -> None:
+        """Drop one series if it exists (caller holds the lock)."""
+        self._series[name].pop(key, None)
+
+    def remove_where(self, label: str, value: str, keep: frozenset[str] = frozenset()) -> None:
+        """Drop every series whose `label` equals `value`, but in the families `keep` names (caller holds the lock)."""
         for name, family in self._series.items():
+            if name in keep:
+                continue
             labels = self.specs[name].labels
             if label in labels:
                 position = labels.index(label)

@@ -11,6 +11,7 @@ from exporter import checks
 from exporter.catalog import BY_NAME, MetricSpec
 from exporter.fleet_collector import FleetCollector
 from exporter.host_collector import HostCollector
+from exporter.retired import DEFAULT_RETIRED_TTL_SECONDS, RETIRED, RetiredMarks
 from exporter.server import MetricsServer
 from exporter.store import SeriesStore
 
@@ -39,11 +40,16 @@ class Telemetry:
     """Records the dumont_* families; every method checks all its arguments before recording anything."""
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY, host: HostCollector | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, retired_ttl: float = DEFAULT_RETIRED_TTL_SECONDS):
+        """`retired_ttl`: seconds a retired machine's mark stays; it must outlast the rules' vanish window."""
+        ttl = checks.number("retired_ttl", retired_ttl)
+        if ttl == 0:
+            raise ValueError("retired_ttl must be > 0, got 0")
         self._store = SeriesStore()
+        self._retired = RetiredMarks(self._store, ttl)
         self._clock = clock
         self.registry = registry
-        self.collector = FleetCollector(self._store, host)
+        self.collector = FleetCollector(self._store, host, prune=self._expire_retired)
         if registry is not None:
             registry.register(self.collector)
 
@@ -69,6 +75,7 @@ class Telemetry:
         bytes_key = _key(SYNC_BYTES, machine_id=machine_id, direction=direction)
         latency_key = _key(SYNC_LATENCY, machine_id=machine_id, direction=direction)
         with self._store.lock:
+            self._retired.clear(machine_id)
             # A failed attempt still moved its bytes over the wire, but it completed nothing: its latency
             # would blur the histogram of finished syncs, and the last success must not move.
             self._store.inc(SYNC_BYTES.name, bytes_key, moved)
@@ -85,6 +92,7 @@ class Telemetry:
         checks.text("machine_id", machine_id)
         value = checks.number("timestamp", timestamp)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(SYNC_LAST_SUCCESS.name, _key(SYNC_LAST_SUCCESS, machine_id=machine_id), value)
 
     def record_savings(self, category: str, amount_usd: float) -> None:
@@ -99,6 +107,7 @@ class Telemetry:
         key = _key(CPU, **_machine(machine_id, machine_type))
         value = checks.number("percent", percent, 0, 100)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(CPU.name, key, value)
 
     def set_memory(self, machine_id: str, machine_type: str, used_bytes: float, total_bytes: float) -> None:
@@ -108,6 +117,7 @@ class Telemetry:
         total = checks.number("total_bytes", total_bytes)
         checks.not_above("used_bytes", used, "total_bytes", total)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(MEMORY_USED.name, key, used)
             self._store.set(MEMORY_TOTAL.name, key, total)
 
@@ -120,6 +130,7 @@ class Telemetry:
         total = checks.number("total_bytes", total_bytes)
         checks.not_above("used_bytes", used, "total_bytes", total)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(DISK_USED.name, key, used)
             self._store.set(DISK_TOTAL.name, key, total)
 
@@ -129,6 +140,7 @@ class Telemetry:
         key = _key(COST, provider=provider, **_machine(machine_id, machine_type))
         value = checks.number("hourly_usd", hourly_usd)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(COST.name, key, value)
 
     def set_uptime(self, machine_id: str, machine_type: str, seconds: float) -> None:
@@ -136,20 +148,23 @@ class Telemetry:
         key = _key(UPTIME, **_machine(machine_id, machine_type))
         value = checks.number("seconds", seconds)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.set(UPTIME.name, key, value)
 
-    def record_failover(self, from_type: str, to_type: str, reason: str) -> None:
-        """Count one failover between machine types."""
+    def record_failover(self, from_type: str, to_type: str, reason: str, count: int = 1) -> None:
+        """Count `count` failovers between machine types (0 creates the series, so increase() sees the first)."""
         key = _key(FAILOVERS, from_type=checks.text("from_type", from_type),
                    to_type=checks.text("to_type", to_type), reason=checks.text("reason", reason))
+        amount = checks.whole("count", count)
         with self._store.lock:
-            self._store.inc(FAILOVERS.name, key, 1)
+            self._store.inc(FAILOVERS.name, key, amount)
 
     def record_downtime_avoided(self, machine_id: str, seconds: float) -> None:
         """Add downtime a failover avoided for a machine, in seconds."""
         checks.text("machine_id", machine_id)
         value = checks.number("seconds", seconds)
         with self._store.lock:
+            self._retired.clear(machine_id)
             self._store.inc(DOWNTIME_AVOIDED.name, _key(DOWNTIME_AVOIDED, machine_id=machine_id), value)
 
     def record_transfer(self, from_region: str, to_region: str, bytes_transferred: float) -> None:
@@ -175,10 +190,29 @@ class Telemetry:
             self._store.set(ALERTS_ACTIVE.name, _key(ALERTS_ACTIVE, severity=severity), value)
 
     def remove_machine(self, machine_id: str) -> None:
-        """Forget every series of a machine (it left the fleet)."""
+        """Forget every series of a machine: it stopped reporting without a word (the rules page: MachineVanished).
+
+        A retired machine keeps its mark until the mark expires: removing a machine after retiring it must
+        not turn its retirement into a page.
+        """
         checks.text("machine_id", machine_id)
         with self._store.lock:
-            self._store.remove_where("machine_id", machine_id)
+            self._store.remove_where("machine_id", machine_id, keep=frozenset({RETIRED.name}))
+
+    def retire_machine(self, machine_id: str, machine_type: str) -> None:
+        """Take a machine out of the fleet on purpose: forget its series and mark it retired, so nothing pages.
+
+        The mark, `dumont_machine_retired{machine_type, machine_id}` = now, goes `retired_ttl` seconds later or
+        as soon as anything is recorded for the machine again (it came back).
+        """
+        labels = _machine(machine_id, machine_type)
+        with self._store.lock:
+            self._store.remove_where("machine_id", labels["machine_id"])
+            self._retired.mark(labels["machine_id"], labels["machine_type"], self._clock())
+
+    def _expire_retired(self) -> None:
+        with self._store.lock:
+            self._retired.expire(self._clock())
 
     def remove_component(self, component: str) -> None:
         """Forget a component's health (it no longer exists)."""

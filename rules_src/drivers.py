@@ -13,8 +13,13 @@ RATIO_TOTAL = 1000.0  # denominator of ratio drivers: small round numbers keep t
 OBSERVATIONS = 100.0  # histogram observations per evaluation interval
 
 
-def label_set(labels: tuple[str, ...], fixed: dict[str, str], avoid: list[dict[str, str]], variant: int) -> dict[str, str]:
-    """Values for `labels`: `fixed` first, then canned values that no override in `avoid` matches."""
+def label_set(labels: tuple[str, ...], fixed: dict[str, str], avoid: list[dict[str, str]], variant: int,
+              vary: str = "") -> dict[str, str]:
+    """Values for `labels`: `fixed` first, then canned values that no override in `avoid` matches.
+
+    Variant n > 0 differs in machine_id, and in `vary` (a label the alert keeps, so that an
+    aggregation such as `sum by (provider)` does not add the variants up), else in the first label.
+    """
     out = {}
     for name in labels:
         value = fixed.get(name, LABEL_VALUES.get(name, f"{name}-a"))
@@ -23,13 +28,18 @@ def label_set(labels: tuple[str, ...], fixed: dict[str, str], avoid: list[dict[s
         out[name] = value
     if "machine_id" in out:
         out["machine_id"] = f"{out.get('machine_type', 'machine')}-{variant + 1}"
-    elif labels and labels[0] not in fixed and variant:
-        out[labels[0]] += f"-{variant + 1}"
+    varied = vary if vary in out else ("" if "machine_id" in out or not labels else labels[0])
+    if varied and varied != "machine_id" and varied not in fixed and variant:
+        out[varied] += f"-{variant + 1}"
     return out
 
 
 def series(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]], interval: float) -> list[dict]:
-    """promtool input_series making the alert's value phases[i][0] for phases[i][1] evaluation steps."""
+    """promtool input_series making the alert's value phases[i][0] for phases[i][1] evaluation steps.
+
+    Values that read a window (histogram, increase, rate) reach a phase's value once the window holds
+    only that phase's samples: `trajectory` says what they are before.
+    """
     def selector(name: str, extra: dict | None = None) -> str:
         return _series_name(name, {**labels, **(extra or {})})
     kind = driver.kind
@@ -45,8 +55,47 @@ def series(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int
             segs.append((step * interval - v, interval, n))
             step += n
         return [{"series": selector(driver.metrics[0]), "values": _segments(segs)}]
+    if kind in ("increase", "rate"):
+        return [{"series": selector(driver.metrics[0]), "values": _segments(_counter_segments(driver, phases, interval))}]
     per_phase = [_cumulative(driver.buckets, driver.quantile, v) for v, _ in phases]
     return _bucket_series(driver, labels, per_phase, [n for _, n in phases])
+
+
+def _increment(driver: Driver, value: float, interval: float) -> float:
+    """What the counter grows by per step so that its increase (or rate) over `window` is `value`."""
+    per_second = value if driver.kind == "rate" else value / driver.window
+    return per_second * interval
+
+
+def _counter_segments(driver: Driver, phases: list[tuple[float, int]], interval: float) -> list[tuple[float, float, int]]:
+    """A counter from 0 growing at each phase's pace, restarting (a reset, as after an exporter restart)
+    halfway through the first phase: increase() and rate() must see through it."""
+    segs, total = [], 0.0
+    for index, (value, n) in enumerate(phases):
+        inc = _increment(driver, value, interval)
+        start = 0.0 if index == 0 else total + inc
+        if index == 0 and n >= 4 and inc > 0:
+            half = n // 2
+            segs += [(0.0, inc, half), (inc, inc, n - half)]  # after the reset: the step's events counted from 0
+            total = inc + inc * (n - half - 1)
+        else:
+            segs.append((start, inc, n))
+            total = start + inc * (n - 1)
+    return segs
+
+
+def trajectory(driver: Driver, value: float, steps: int, interval: float) -> list[float | None]:
+    """The alert's value at each of the first `steps` evaluations of a series that starts at `value` at 0s.
+
+    None where it has none yet (a histogram's rate needs two samples); a counter's increase or rate
+    counts from the counter's first sample, so it climbs until its window holds only this phase.
+    """
+    if driver.kind == "histogram":
+        return [None] + [value] * (steps - 1)
+    if driver.kind in ("increase", "rate"):
+        window_steps = int(round(driver.window / interval))
+        return [value * min(k, window_steps) / window_steps for k in range(steps)]
+    return [value] * steps
 
 
 def step_histogram(driver: Driver, labels: dict[str, str], phases: list[tuple[float, int]]) -> list[dict]:
@@ -119,3 +168,21 @@ def _cumulative(buckets: tuple[float, ...], q: float, value: float) -> dict[floa
         running += counts[b]
         out[b] = round(running, 6)
     return out
+
+
+def linear_series(driver: Driver, labels: dict[str, str], segments: list[tuple[float, float, int]]) -> list[dict]:
+    """promtool input_series making a gauge or ratio value run along `segments`: (start, change per step, steps)."""
+    if driver.kind == "gauge":
+        return [{"series": _series_name(driver.metrics[0], labels), "values": _segments(segments)}]
+    if driver.kind != "ratio":
+        raise ValueError(f"a {driver.kind} test cannot make a value grow linearly (use gauge or ratio)")
+    scaled = [(start * RATIO_TOTAL, delta * RATIO_TOTAL, n) for start, delta, n in segments]
+    return [{"series": _series_name(driver.metrics[0], labels), "values": _segments(scaled)},
+            {"series": _series_name(driver.metrics[1], labels),
+             "values": _segments([(RATIO_TOTAL, 0.0, sum(n for _, _, n in segments))])}]
+
+
+def as_written(driver: Driver, delta: float) -> float:
+    """A change per step as the input series state it (rounded like every number written), in the value's terms."""
+    scale = RATIO_TOTAL if driver.kind == "ratio" else 1.0
+    return float(units.number(delta * scale)) / scale

@@ -10,35 +10,53 @@ NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class Tier:
+    """One severity step of an alert: beyond `threshold` a series fires at `severity`, unless a more severe tier fires."""
+
+    severity: str
+    threshold: float
+    expected: float  # what the contract says this tier's threshold is
+    expected_severity: str  # the contract's severity (a tier's key, or a single-tier alert's `severity`)
+    for_: float
+
+
+@dataclass(frozen=True)
 class Override:
-    """A threshold for the series whose labels equal `match` (first override that matches wins)."""
+    """Thresholds for the series whose labels equal `match` (first override that matches wins), one per tier."""
 
     name: str
     match: tuple[tuple[str, str], ...]
-    threshold: float
-    expected: float  # what the contract says this override's threshold is
+    thresholds: tuple[float, ...]  # in the order of the alert's tiers
+    expected: tuple[float, ...]  # what the contract says they are
 
 
 @dataclass(frozen=True)
 class Driver:
     """How the generated tests produce an alert's value from catalog metrics."""
 
-    kind: str  # gauge | ratio | age | histogram
+    kind: str  # gauge | ratio | age | histogram | increase | rate
     metrics: tuple[str, ...]
     labels: tuple[str, ...]  # labels of the input series
     normal: float
     quantile: float = 0.0
     buckets: tuple[float, ...] = ()
-    window: float = 0.0  # a histogram's rate window: how long a past value still counts
+    window: float = 0.0  # a histogram's or a counter's rate window: how long a past value still counts
+    vanishes: bool = False  # an age: the value keeps growing after the timestamp series stops being reported
 
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert. Threshold alerts have `value`, `op`, `threshold`; fixed ones (Watchdog) only `expr`."""
+    """One alert, of one of four shapes (`shape`):
+
+    - threshold: `value` `op` each tier's threshold;
+    - prediction: predict_linear(`value`[window], horizon) `op` threshold, while `value` is already beyond `guard`;
+    - vanished: `value` (a series) was reported within `window` and is no longer;
+    - fixed: its own `expr` (Watchdog, absent()).
+    """
 
     name: str
     group: str
-    severity: str
+    severity: str  # the most severe tier's
     summary: str
     description: str
     runbook_url: str
@@ -47,16 +65,30 @@ class Alert:
     for_: float
     keep_firing_for: float
     labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...] = ()  # besides summary, description and runbook_url
+    shape: str = "threshold"
     carries: tuple[str, ...] = ()
     expr: str = ""
     value: str = ""  # PromQL with `${selector}` still in it
     op: str = ""
     unit: str = "number"
-    threshold: float = 0.0
-    expected: float = 0.0  # the contract's threshold, which the generated tests hold the rule to
-    expected_severity: str = ""
+    tiers: tuple[Tier, ...] = ()  # most severe first
+    expected_severity: str = ""  # the contract's severity of the most severe tier
     overrides: tuple[Override, ...] = ()
     driver: Driver | None = None
+    window: float = 0.0  # vanished: how long a stopped series is still looked for; prediction: the regression window
+    expected_window: float = 0.0  # vanished: the contract's window
+    horizon: float = 0.0  # prediction: how far ahead; `expected_horizon` is the contract's
+    expected_horizon: float = 0.0
+    guard: float | None = None  # prediction: the value must already be beyond it; `expected_guard` is the contract's
+    expected_guard: float | None = None
+    retired: str = ""  # a metric whose series mark a deliberate stop: those series never page
+    retired_on: tuple[str, ...] = ()  # the labels that match a retired mark to the alert's series
+
+    @property
+    def severities(self) -> tuple[str, ...]:
+        """Every severity the alert can fire with, most severe first."""
+        return tuple(t.severity for t in self.tiers) or (self.severity,)
 
 
 @dataclass(frozen=True)

@@ -66,31 +66,68 @@ def _value(alert: Alert, match) -> str:
     return promql.operand(alert.value.replace("${selector}", _selector(match)))
 
 
+def _condition(alert: Alert, match, threshold: float) -> str:
+    """Where a series is beyond `threshold`: its value, or (a prediction) its value `horizon` ahead."""
+    if alert.shape != "prediction":
+        return f"{_value(alert, match)} {alert.op} {units.number(threshold)}"
+    series = alert.value.replace("${selector}", _selector(match))
+    text = (f"predict_linear({series}[{units.format_duration(alert.window)}], {units.number(alert.horizon)}) "
+            f"{alert.op} {units.number(threshold)}")
+    if alert.guard is not None:
+        text += f" and {series} {alert.op[0]} {units.number(alert.guard)}"
+    return text
+
+
+def _firing_above(alert: Alert, index: int) -> str:
+    """The series for which a more severe tier than tiers[index] fires: a series fires one tier at a time."""
+    # Prometheus evaluates a group's rules in order and each sees what the ones before it wrote at the same
+    # time, so the severe tier's rule (rendered first) has put its ALERTS sample there already.
+    severe = "|".join(t.severity for t in alert.tiers[:index])
+    return (f'on ({", ".join(alert.carries)}) ALERTS{{alertname="{alert.name}",alertstate="firing",'
+            f'severity=~"{severe}"}}')
+
+
+# A series also stops being reported when its target's scrape fails: TargetDown pages for that once,
+# where the alerts that look for vanished series would page once per machine.
+SCRAPE_DOWN = "on (job, instance) up == 0"
+
+
 def alert_rules(alert: Alert) -> list[dict]:
-    """The alerting rules of one alert: one per override (first match wins), then the default."""
-    if alert.expr:
-        return [_rule(alert, alert.expr, {}, "")]
+    """The alerting rules of one alert: per override (first match wins), then the default, a rule per tier."""
+    retired = [f"on ({', '.join(alert.retired_on)}) {alert.retired}"] if alert.retired else []
+    if alert.shape == "vanished" or (alert.driver is not None and alert.driver.vanishes):
+        retired.append(SCRAPE_DOWN)
+    if alert.shape == "fixed":
+        return [_rule(alert, alert.expr, alert.severity, alert.for_, {}, "")]
+    if alert.shape == "vanished":
+        series = alert.value.replace("${selector}", "")
+        expr = " unless ".join([f"max_over_time({series}[{units.format_duration(alert.window)}])", series] + retired)
+        return [_rule(alert, expr, alert.severity, alert.for_, {}, "")]
+    targets = [(o.name, o.match, o.thresholds) for o in alert.overrides]
+    targets.append(("", (), tuple(t.threshold for t in alert.tiers)))
     rules, taken = [], []
-    for override in alert.overrides:
-        expr = " unless ".join([f"{_value(alert, override.match)} {alert.op} {units.number(override.threshold)}"]
-                               + [_value(alert, m) for m in taken])
-        rules.append(_rule(alert, expr, {"override": override.name}, units.humane(alert.unit, override.threshold)))
-        taken.append(override.match)
-    expr = " unless ".join([f"{_value(alert, ())} {alert.op} {units.number(alert.threshold)}"]
-                           + [_value(alert, m) for m in taken])
-    rules.append(_rule(alert, expr, {}, units.humane(alert.unit, alert.threshold)))
+    for name, match, thresholds in targets:
+        for index, (tier, threshold) in enumerate(zip(alert.tiers, thresholds)):
+            parts = [_condition(alert, match, threshold)]
+            parts += [_firing_above(alert, index)] if index else []
+            parts += [_value(alert, m) for m in taken] + retired
+            extra = {"override": name} if name else {}
+            rules.append(_rule(alert, " unless ".join(parts), tier.severity, tier.for_, extra,
+                               units.humane(alert.unit, threshold)))
+        taken.append(match)
     return rules
 
 
-def _rule(alert: Alert, expr: str, extra: dict, threshold: str) -> dict:
+def _rule(alert: Alert, expr: str, severity: str, for_: float, extra: dict, threshold: str) -> dict:
     def text(s: str) -> str:
         return promql.substitute(s, {"threshold": threshold})[0]
-    rule = {"alert": alert.name, "expr": expr,
-            "labels": {"severity": alert.severity, **dict(alert.labels), **extra},
-            "annotations": {"summary": text(alert.summary), "description": text(alert.description),
-                            "runbook_url": alert.runbook_url}}
-    if alert.for_:
-        rule["for"] = units.format_duration(alert.for_)
+    annotations = {"summary": text(alert.summary), "description": text(alert.description),
+                   "runbook_url": alert.runbook_url}
+    annotations.update((key, text(value)) for key, value in alert.annotations)
+    rule = {"alert": alert.name, "expr": expr, "labels": {"severity": severity, **dict(alert.labels), **extra},
+            "annotations": annotations}
+    if for_:
+        rule["for"] = units.format_duration(for_)
     if alert.keep_firing_for:
         rule["keep_firing_for"] = units.format_duration(alert.keep_firing_for)
     return rule
@@ -137,10 +174,39 @@ def _alertmanager(spec: Spec) -> str:
 def _runbook_rows(spec: Spec) -> list[dict]:
     rows = []
     for alert in spec.alerts:
-        route, channels = channels_for(spec, alert)
-        threshold = (f"{alert.op} {units.humane(alert.unit, alert.threshold)}" if not alert.expr else "always")
-        rows.append({"alert": alert, "route": route, "channels": ", ".join(channels), "threshold": threshold,
-                     "overrides": [(o.name, _selector(o.match), f"{alert.op} {units.humane(alert.unit, o.threshold)}")
+        reached = [channels_for(spec, alert, severity) for severity in alert.severities]
+        if len(reached) == 1:
+            route, channels = reached[0][0], ", ".join(reached[0][1])
+        else:
+            route = " / ".join(r for r, _ in reached)
+            channels = "; ".join(f"{s}: {', '.join(ch)}" for s, (_, ch) in zip(alert.severities, reached))
+        rows.append({"alert": alert, "route": route, "channels": channels, "threshold": fires_when(alert),
+                     "overrides": [(o.name, _selector(o.match), _tiers_text(alert, o.thresholds))
                                    for o in alert.overrides],
-                     "for": units.format_duration(alert.for_), "keep": units.format_duration(alert.keep_firing_for)})
+                     "severity": " / ".join(alert.severities),
+                     "for": " / ".join(units.format_duration(t.for_) for t in alert.tiers) or
+                            units.format_duration(alert.for_),
+                     "keep": units.format_duration(alert.keep_firing_for)})
     return rows
+
+
+def _tiers_text(alert: Alert, thresholds) -> str:
+    texts = [f"{alert.op} {units.humane(alert.unit, v)}" for v in thresholds]
+    if len(texts) == 1:
+        return texts[0]
+    return ", ".join(f"{t} ({tier.severity})" for t, tier in zip(texts, alert.tiers))
+
+
+def fires_when(alert: Alert) -> str:
+    """When the alert fires, as people read it (runbooks)."""
+    if alert.shape == "fixed":
+        return "always"
+    if alert.shape == "vanished":
+        return f"a series reported within {units.format_duration(alert.window)} is no longer reported"
+    text = _tiers_text(alert, [t.threshold for t in alert.tiers])
+    if alert.shape == "prediction":
+        text = (f"predicted {text} within {units.format_duration(alert.horizon)} "
+                f"(trend of the last {units.format_duration(alert.window)})")
+        if alert.guard is not None:
+            text += f", and already {alert.op[0]} {units.humane(alert.unit, alert.guard)}"
+    return text

@@ -148,11 +148,13 @@ def _routes(c) -> tuple[tuple[Route, ...], bool]:
 
 def _reach(c, routes, default, alerts) -> None:
     for alert in alerts:
-        reached = next((r for r in routes if promql.selects(r.matchers, _static(alert), set(alert.carries))), None)
-        channels = reached.channels if reached else default
-        if not channels:
-            where = ("routing", "routes", reached.name, "channels") if reached else ("routing", "default")
-            c.fail(where, f"alert {alert.name} reaches no channel")
+        for severity in alert.severities:
+            reached = next((r for r in routes if promql.selects(r.matchers, _static(alert, severity), set(alert.carries))),
+                           None)
+            channels = reached.channels if reached else default
+            if not channels:
+                where = ("routing", "routes", reached.name, "channels") if reached else ("routing", "default")
+                c.fail(where, f"alert {alert.name} ({severity}) reaches no channel")
 
 
 def _inhibition(c, name, alerts) -> Inhibition:
@@ -161,11 +163,11 @@ def _inhibition(c, name, alerts) -> Inhibition:
     source = _matchers(c, at + ("source",), rule["source"])
     target = _matchers(c, at + ("target",), rule["target"])
     for side, matchers in (("source", source), ("target", target)):
-        chosen = [a for a in alerts if promql.selects(matchers, _static(a), set(a.carries))]
+        chosen = [(a, s) for a in alerts for s in a.severities if promql.selects(matchers, _static(a, s), set(a.carries))]
         if not chosen and not c.errors:  # after other errors, alerts may be missing from the model
             c.fail(at + (side,), "matches no alert")
         for label in rule["equal"]:
-            gaps = [a.name for a in chosen if label not in _static(a) and label not in a.carries]
+            gaps = list(dict.fromkeys(a.name for a, s in chosen if label not in _static(a, s) and label not in a.carries))
             if gaps:
                 c.fail(at + ("equal",), f"label {label} is not carried by {', '.join(gaps)} ({side} side)")
     return Inhibition(source, target, tuple(rule["equal"]))
@@ -187,25 +189,33 @@ def _contract_covers(c, contract, alerts) -> None:
     if not c.clean(("contract", "routes")):
         return
     for alert in alerts:
-        if alert.expected_severity and promised_channels(contract, alert) is None:
-            c.fail(("contract", "routes"), f"no entry gives the channels of {alert.name} "
-                                           f"(labels alertname: {alert.name}, or severity: {alert.expected_severity})")
+        for _, severity in contract_severities(alert):
+            if severity and promised_channels(contract, alert, severity) is None:
+                c.fail(("contract", "routes"), f"no entry gives the channels of {alert.name} "
+                                               f"(labels alertname: {alert.name}, or severity: {severity})")
 
 
-def promised_channels(contract_routes, alert: Alert) -> tuple[str, ...] | None:
-    """The channels contract.routes promises `alert`, or None when no entry covers it."""
+def contract_severities(alert: Alert) -> tuple[tuple[str, str], ...]:
+    """(severity the rule sets, severity the contract promises) for each tier of `alert`."""
+    if alert.tiers:
+        return tuple((t.severity, t.expected_severity) for t in alert.tiers)
+    return ((alert.severity, alert.expected_severity),)
+
+
+def promised_channels(contract_routes, alert: Alert, severity: str) -> tuple[str, ...] | None:
+    """The channels contract.routes promises `alert` at the contract's `severity`, or None when no entry covers it."""
     # An entry naming the alert wins; else the first entry whose labels the alert has (with the
     # contract's severity, not the rule's: what is promised must not come from what is rendered).
-    labels = {"alertname": alert.name, **dict(alert.labels), "severity": alert.expected_severity}
+    labels = {"alertname": alert.name, **dict(alert.labels), "severity": severity}
     fitting = [(entry, channels) for entry, channels in contract_routes
                if all(labels.get(k) == v for k, v in entry)]
     named = [channels for entry, channels in fitting if "alertname" in dict(entry)]
     return (named or [channels for _, channels in fitting] or [None])[0]
 
 
-def _static(alert: Alert) -> dict[str, str]:
-    """The labels an alert has whatever its series: its name, severity and fixed labels."""
-    return {"alertname": alert.name, "severity": alert.severity, **dict(alert.labels)}
+def _static(alert: Alert, severity: str) -> dict[str, str]:
+    """The labels an alert of one severity (tier) has whatever its series: its name, severity and fixed labels."""
+    return {"alertname": alert.name, "severity": severity, **dict(alert.labels)}
 
 
 def _deadman_timing(c, routes, spec) -> None:
@@ -220,9 +230,9 @@ def _deadman_timing(c, routes, spec) -> None:
                                                f"({units.format_duration(every)})")
 
 
-def channels_for(spec, alert: Alert) -> tuple[str, tuple[str, ...]]:
-    """The route an alert takes (as Alertmanager would pick it) and the channels it reaches."""
+def channels_for(spec, alert: Alert, severity: str) -> tuple[str, tuple[str, ...]]:
+    """The route an alert of one severity takes (as Alertmanager would pick it) and the channels it reaches."""
     for route in spec.routes:
-        if promql.selects(route.matchers, _static(alert), set(alert.carries)):
+        if promql.selects(route.matchers, _static(alert, severity), set(alert.carries)):
             return route.name, route.channels
     return "default", spec.default_channels

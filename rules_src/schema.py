@@ -27,18 +27,25 @@ def _obj(props: dict, required: tuple = ()) -> dict:
 
 
 _TEST = _obj({"gauge": _STR, "age": _STR, "ratio": {**_STRS, "minItems": 2, "maxItems": 2},
-              "histogram": _STR, "quantile": {"type": "number"}, "window": _STR, "normal": _SCALAR}, ("normal",))
+              "histogram": _STR, "increase": _STR, "rate": _STR, "quantile": {"type": "number"}, "window": _STR,
+              "normal": _SCALAR, "vanishes": {"type": "boolean"}}, ("normal",))
 _RUNBOOK = _obj({"meaning": _STR, "steps": _STRS}, ("meaning", "steps"))
+# Severity -> threshold; an alert's tiers may also set their own `for`.
+_TIER_THRESHOLDS = {"type": "object", "additionalProperties": _SCALAR, "minProperties": 1}
+_TIERS = {"type": "object", "additionalProperties": _obj({"threshold": _SCALAR, "for": _STR}, ("threshold",)),
+          "minProperties": 1}
 _ALERT_PROPS = {
-    "group": _STR, "severity": _STR, "expr": _STR, "value": _STR,
+    "group": _STR, "severity": _STR, "expr": _STR, "value": _STR, "predict": _STR, "vanished": _STR,
     "op": {"enum": list(OPS)}, "unit": {"enum": ["ratio", "seconds", "usd_per_hour", "number"]},
-    "threshold": _SCALAR, "for": _STR, "keep_firing_for": _STR, "carries": _STRS,
-    "overrides": {"type": "object", "additionalProperties": _obj({"match": _LABELS, "threshold": _SCALAR},
-                                                                ("match", "threshold"))},
-    "test": _TEST, "labels": _LABELS, "summary": _STR, "description": _STR, "runbook": _RUNBOOK,
-    "runbook_url": _STR,
+    "threshold": _SCALAR, "tiers": _TIERS, "for": _STR, "keep_firing_for": _STR, "carries": _STRS,
+    "window": _STR, "horizon": _STR, "guard": _SCALAR, "retired": _STR,
+    "overrides": {"type": "object", "additionalProperties": _obj({"match": _LABELS, "threshold": _SCALAR,
+                                                                  "tiers": _TIER_THRESHOLDS}, ("match",))},
+    "test": _TEST, "labels": _LABELS, "annotations": {"type": "object", "additionalProperties": _STR},
+    "summary": _STR, "description": _STR, "runbook": _RUNBOOK, "runbook_url": _STR,
 }
 _ALERT = _obj(_ALERT_PROPS)
+ALERT_FIELDS = frozenset(_ALERT_PROPS)
 # The rendered files need all of these; an overlay may change them but the merged spec must have them.
 _ENDPOINTS = ("prometheus", "alertmanager", "exporter", "receiver")
 _TIMINGS = ("group_by", "group_wait", "group_interval", "repeat_interval", "resolve_timeout")
@@ -65,11 +72,13 @@ SCHEMA = _obj({
     "endpoints": _obj({name: _STR for name in _ENDPOINTS}, _ENDPOINTS),
     "receiver_token_file": _STR,
     "runbook_url": _STR,
+    "dashboard_url": _STR,
     "contract": _obj({
         "alerts": {"type": "object", "additionalProperties": _obj(
-            {"severity": _STR, "op": {"enum": list(OPS)}, "threshold": _SCALAR,
-             "overrides": {"type": "object", "additionalProperties": _SCALAR}},
-            ("severity",))},
+            {"severity": _STR, "op": {"enum": list(OPS)}, "threshold": _SCALAR, "tiers": _TIER_THRESHOLDS,
+             "horizon": _STR, "guard": _SCALAR, "window": _STR,
+             "overrides": {"type": "object", "additionalProperties": {"type": ["string", "number", "object"],
+                                                                      "additionalProperties": _SCALAR}}})},
         "routes": {"type": "array", "items": _obj({"labels": _LABELS, "channels": _STRS}, ("labels", "channels"))},
     }),
     "recording": {"type": "object", "additionalProperties": _RECORDING_GROUP},
@@ -89,7 +98,7 @@ SCHEMA = _obj({
 
 # The base file that holds each top-level field (docs/rules.md): a missing one is reported there.
 HOME = {"params": "config.yaml", "prometheus": "config.yaml", "endpoints": "config.yaml",
-        "receiver_token_file": "config.yaml", "runbook_url": "config.yaml", "contract": "contract.yaml",
+        "receiver_token_file": "config.yaml", "runbook_url": "config.yaml", "dashboard_url": "config.yaml", "contract": "contract.yaml",
         "recording": "recording.yaml", "alerts": "alerts.yaml", "meta": "meta.yaml", "routing": "routing.yaml",
         "channels": "channels.yaml", "deadman": "channels.yaml"}
 
@@ -126,5 +135,6 @@ def check_shape(data: dict, marks: Marks) -> tuple[list[SpecError], frozenset[tu
 
 _TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
           "number": "a number", "['string', 'number']": "a string or a number",
+          "['string', 'number', 'object']": "a threshold, or a mapping of severity to threshold",
           "['string', 'object']": "PromQL, or a mapping with expr and test"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .model import Spec
-from .routing import promised_channels
+from .routing import contract_severities, promised_channels
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,13 @@ def route_tests(am: Path, spec: Spec) -> list[Step]:
     steps = [_route_test(spec.env, am, receivers, " ".join(f"{k}={v}" for k, v in labels), dict(labels), channels)
              for labels, channels in spec.contract_routes]
     for alert in spec.alerts:
-        # What Alertmanager receives: the rule's labels, and some value for each label the alert carries.
-        labels = {"alertname": alert.name, "severity": alert.severity, **dict(alert.labels),
-                  **{label: "x" for label in alert.carries}}
-        promised = promised_channels(spec.contract_routes, alert) or ()
-        steps.append(_route_test(spec.env, am, receivers, alert.name, labels, promised))
+        for severity, promised_severity in contract_severities(alert):
+            # What Alertmanager receives: the rule's labels, and some value for each label the alert carries.
+            labels = {"alertname": alert.name, "severity": severity, **dict(alert.labels),
+                      **{label: "x" for label in alert.carries}}
+            promised = promised_channels(spec.contract_routes, alert, promised_severity) or ()
+            what = alert.name if len(alert.severities) == 1 else f"{alert.name} ({severity})"
+            steps.append(_route_test(spec.env, am, receivers, what, labels, promised))
     return steps
 
 

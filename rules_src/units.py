@@ -51,3 +51,9 @@ def step(threshold: float) -> float:
     if threshold == 0:
         return 1.0
     return 10.0 ** (math.floor(math.log10(abs(threshold))) - 1)
+
+
+def compare(value: float, op: str, threshold: float) -> bool:
+    """`value op threshold` as PromQL's comparison filters it."""
+    return {">": value > threshold, ">=": value >= threshold, "<": value < threshold,
+            "<=": value <= threshold, "==": value == threshold}[op]

@@ -16,6 +16,7 @@ PROMISED = {
     "dumont_savings_total_usd": (COUNTER, ("category",)),
     "dumont_transfer_bytes_total": (COUNTER, ("from_region", "to_region")),
     "dumont_machine_uptime_seconds": (GAUGE, ("machine_type", "machine_id")),
+    "dumont_machine_retired": (GAUGE, ("machine_type", "machine_id")),
     "dumont_failovers_total": (COUNTER, ("from_type", "to_type", "reason")),
     "dumont_downtime_avoided_seconds": (COUNTER, ("machine_id",)),
     "dumont_health_status": (GAUGE, ("component",)),

@@ -29,6 +29,16 @@ def _wait_for(exporter, name: str, labels: dict, expected: float, timeout: float
         time.sleep(0.1)
 
 
+def _wait_until(exporter, condition, what: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        exposition = exporter.scrape()
+        if condition(exposition):
+            return exposition
+        assert time.monotonic() < deadline, f"{what} never happened:\n{exporter.log()}"
+        time.sleep(0.1)
+
+
 def _port_is_closed(url: str) -> bool:
     parts = urlsplit(url)
     with socket.socket() as probe:
@@ -94,3 +104,40 @@ def test_a_malformed_listen_address_is_a_usage_error(start_exporter):
     exporter = start_exporter("--listen", "nowhere", wait=False)
     assert exporter.process.wait(30) == 2
     assert "expected HOST:PORT" in exporter.log()
+
+
+RETIRING = """\
+tick: 100ms
+machines:
+  gpu-1: {type: gpu, provider: vast}
+  cpu-1: {type: cpu, provider: gcp}
+phases:
+  - name: healthy
+    duration: 1s
+  - name: gpu-1 retired
+    machines:
+      gpu-1: {retired: true}
+"""
+
+
+def test_a_retired_machine_is_marked_then_forgotten_after_the_retired_ttl(start_exporter, tmp_path):
+    scenario = tmp_path / "scenario.yml"
+    write_atomically(scenario, RETIRING)
+    exporter = start_exporter("--listen", "127.0.0.1:0", "--simulate", str(scenario), "--no-host-metrics",
+                              "--retired-ttl", "2s")
+    exposition = _wait_until(exporter, lambda text: sample_value(text, "dumont_machine_retired", GPU) is not None,
+                             "the retired mark")
+    assert sample_value(exposition, "dumont_machine_uptime_seconds", GPU) is None
+    assert sample_value(exposition, "dumont_machine_uptime_seconds",
+                        {"machine_type": "cpu", "machine_id": "cpu-1"}) is not None   # the others report on
+    exposition = _wait_until(exporter, lambda text: sample_value(text, "dumont_machine_retired", GPU) is None,
+                             "the mark's expiry")
+    assert "gpu-1" not in exposition
+    assert exporter.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize("ttl", ["0s", "soon"])
+def test_a_bad_retired_ttl_is_a_usage_error(start_exporter, ttl):
+    exporter = start_exporter("--retired-ttl", ttl, "--no-host-metrics", wait=False)
+    assert exporter.process.wait(30) == 2
+    assert "expected a positive duration" in exporter.log()

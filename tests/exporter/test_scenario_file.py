@@ -1,12 +1,15 @@
 """Scenario files: the contract's format, defaults, carry-over, "*" and messages naming file and field."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
 from exporter.scenario import GIB, parse_duration
 from exporter.scenario_file import load_scenario
-from tests.exporter.scenarios import fleet
+from tests.exporter.scenarios import fleet, lifecycle
 
 
 @pytest.fixture
@@ -124,6 +127,17 @@ BAD = [
     (_set(["phases", 0, "machines", "*", "disk_total_bytes"], 0),
      "phases[0].machines.*.disk_total_bytes: must be a number >= 1"),
     (_set(["phases", 0, "machines", "*", "cpu_persent"], 3), "phases[0].machines.*.cpu_persent: unknown field"),
+    (_set(["phases", 0, "machines", "*", "reporting"], "no"),
+     "phases[0].machines.*.reporting: must be true or false, got 'no'"),
+    (_set(["phases", 1, "machines", "gpu-1", "retired"], 1),
+     "phases[1].machines.gpu-1.retired: must be true or false, got 1"),
+    (_set(["phases", 0, "machines", "*", "failovers_per_minute"], -1),
+     "phases[0].machines.*.failovers_per_minute: must be a number >= 0, got -1"),
+    (_set(["phases", 0, "machines", "*", "failovers_per_minute"], "often"),
+     "phases[0].machines.*.failovers_per_minute: must be a number >= 0, got 'often'"),
+    (_set(["machines", "gpu-1", "standby_type"], ""), "machines.gpu-1.standby_type: must be a non-empty string"),
+    (_set(["machines", "gpu-1", "standby_type"], ["cpu"]),
+     "machines.gpu-1.standby_type: must be a non-empty string"),
     (_set(["phases", 0, "components", "db"], 1), "phases[0].components.db: not in the top-level components"),
     (_set(["phases", 0, "components", "api"], 2), "phases[0].components.api: must be a number between 0 and 1"),
 ]
@@ -146,6 +160,47 @@ def test_every_problem_is_reported_at_once(scenario_path):
     assert str(raised.value).splitlines() == [
         f"{scenario_path}: tick: must be a positive duration such as 1s or 500ms, got 'soon'",
         f"{scenario_path}: phases[0].machines.*.cpu_percent: must be a number between 0 and 100, got 200"]
+
+
+def test_new_fields_report_every_problem_at_once(scenario_path):
+    def change(doc):
+        doc["machines"]["cpu-1"]["standby_type"] = 7
+        doc["phases"][1]["machines"]["gpu-1"].update(reporting="off", retired="yes", failovers_per_minute=-3)
+
+    with pytest.raises(ValueError) as raised:
+        _load_with(scenario_path, change)
+    assert str(raised.value).splitlines() == [
+        f"{scenario_path}: machines.cpu-1.standby_type: must be a non-empty string, got 7",
+        f"{scenario_path}: phases[1].machines.gpu-1.failovers_per_minute: must be a number >= 0, got -3",
+        f"{scenario_path}: phases[1].machines.gpu-1.reporting: must be true or false, got 'off'",
+        f"{scenario_path}: phases[1].machines.gpu-1.retired: must be true or false, got 'yes'"]
+
+
+def test_lifecycle_fields_default_and_carry_over(scenario_path):
+    scenario_path.write_text(lifecycle(), encoding="utf-8")
+    scenario = load_scenario(scenario_path)
+    healthy, gone, back = scenario.phases
+    assert scenario.machines["gpu-1"].standby_type == "cpu"
+    assert scenario.machines["gpu-2"].standby_type == "cpu-spare"
+    assert healthy.machines["gpu-1"]["reporting"] is True and healthy.machines["gpu-2"]["retired"] is False
+    assert healthy.machines["gpu-1"]["failovers_per_minute"] == 0
+    assert gone.machines["gpu-1"]["reporting"] is False and gone.machines["gpu-1"]["retired"] is False
+    assert gone.machines["gpu-2"]["retired"] is True and gone.machines["gpu-2"]["reporting"] is True
+    assert back.machines["gpu-1"]["reporting"] is True and back.machines["gpu-2"]["retired"] is False
+
+
+def _section_5_examples() -> list[str]:
+    text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text[text.index("## 5. "):text.index("## 6. ")]
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+def test_the_documented_examples_load(scenario_path):
+    examples = _section_5_examples()
+    assert len(examples) == 2
+    for example in examples:
+        scenario_path.write_text(example, encoding="utf-8")
+        assert load_scenario(scenario_path).phases
 
 
 def test_unreadable_and_invalid_yaml_name_the_file(scenario_path):

@@ -40,6 +40,11 @@ CASES = [
     ("set_cost", {"machine_id": "m", "machine_type": "gpu", "provider": "vast", "hourly_usd": 1}, "provider", ""),
     ("set_uptime", {"machine_id": "m", "machine_type": "gpu", "seconds": 1}, "seconds", -1),
     ("record_failover", {"from_type": "gpu", "to_type": "cpu", "reason": "spot"}, "reason", ""),
+    *[("record_failover", {"from_type": "gpu", "to_type": "cpu", "reason": "spot", "count": 1}, "count", bad)
+      for bad in (-1, 1.5, True, "2", None)],
+    ("retire_machine", {"machine_id": "gpu-123", "machine_type": "gpu"}, "machine_id", ""),
+    ("retire_machine", {"machine_id": "gpu-123", "machine_type": "gpu"}, "machine_id", None),
+    ("retire_machine", {"machine_id": "gpu-123", "machine_type": "gpu"}, "machine_type", ""),
     ("record_downtime_avoided", {"machine_id": "m", "seconds": 1}, "seconds", -1),
     ("record_transfer", {"from_region": "a", "to_region": "b", "bytes_transferred": 1}, "bytes_transferred", -1),
     ("record_transfer", {"from_region": "a", "to_region": "b", "bytes_transferred": 1}, "to_region", ""),
