@@ -38,6 +38,11 @@ class MetricSpec:
         return (self.name,)
 
 
+# The longest label value the exporter takes, in UTF-8 bytes, and no control characters: it bounds the
+# size of every alert Alertmanager posts, which the rule generator checks against the receiver's body
+# limit (rules_src/sizing.py).
+LABEL_VALUE_MAX_BYTES = 256
+
 MACHINE = ("machine_type", "machine_id")
 
 CATALOG: tuple[MetricSpec, ...] = (

@@ -11,6 +11,7 @@ import threading
 import psutil
 from prometheus_client.registry import CollectorRegistry
 
+from exporter import checks
 from exporter.durations import format_duration, parse_duration
 from exporter.host_collector import HostCollector
 from exporter.retired import DEFAULT_RETIRED_TTL_SECONDS
@@ -43,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dumont-exporter", description=__doc__)
     parser.add_argument("--listen", type=parse_listen, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address to serve /metrics on (default {DEFAULT_LISTEN})")
-    parser.add_argument("--machine-id", default=socket.gethostname(),
+    parser.add_argument("--machine-id", default=socket.gethostname(), type=_label("machine_id"),
                         help="machine_id label of this host's readings (default: the hostname)")
-    parser.add_argument("--machine-type", default="host", help="machine_type label of this host's readings")
+    parser.add_argument("--machine-type", default="host", type=_label("machine_type"), help="machine_type label of this host's readings")
     parser.add_argument("--simulate", metavar="SCENARIO", help="play the fleet in this scenario file")
     parser.add_argument("--retired-ttl", type=parse_positive_duration, default=DEFAULT_RETIRED_TTL_SECONDS,
                         metavar="DURATION",
@@ -54,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-host-metrics", action="store_true",
                         help="do not read this host's CPU, memory and disks")
     return parser
+
+
+def _label(name: str):
+    """An argparse type: a label value as the API takes it (exporter.checks.text)."""
+    def parse(text: str) -> str:
+        try:
+            return checks.text(name, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:

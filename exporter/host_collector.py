@@ -7,6 +7,7 @@ import os
 import psutil
 from prometheus_client.registry import CollectorRegistry
 
+from exporter import checks
 from exporter.catalog import BY_NAME
 from exporter.families import CatalogFamily
 from exporter.store import label_text
@@ -86,5 +87,16 @@ class HostCollector:
             return []
         # A device mounted twice at one place would give the same series twice, which is invalid. A file
         # bind-mounted over a file (a container's /etc/hosts, /etc/resolv.conf) is not a disk of its own.
-        return [mount for mount in dict.fromkeys(partition.mountpoint for partition in partitions)
-                if not os.path.isfile(mount)]
+        mounts = [mount for mount in dict.fromkeys(partition.mountpoint for partition in partitions)
+                  if not os.path.isfile(mount)]
+        return [mount for mount in mounts if _fits_label(mount)]
+
+
+def _fits_label(mount: str) -> bool:
+    """Whether a mount path can be a label value (checks.text); a longer one is skipped, not the whole scrape."""
+    try:
+        checks.text("mount", mount)
+    except ValueError as error:
+        log.debug("mount skipped: %s", error)
+        return False
+    return True

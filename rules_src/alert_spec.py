@@ -95,8 +95,9 @@ def _alert(c, env, section, name, params, records) -> Alert | None:
              "keep_firing_for": units.format_duration(keep)}
     common = dict(name=name, group=_group(c, at), severity=_severity(c, at), for_=for_, keep_firing_for=keep,
                   labels=_labels(c, at), expected_severity=str(contract.get("severity", "")),
-                  meaning=str(c.get(at + ("runbook", "meaning"), "")),
-                  steps=tuple(c.get(at + ("runbook", "steps"), ())))
+                  meaning=_param_text(c, at + ("runbook", "meaning"), local),
+                  steps=tuple(_param_text(c, at + ("runbook", "steps", i), local)
+                              for i in range(len(c.get(at + ("runbook", "steps"), ())))))
     # `${threshold}` stays in the texts, filled per rule (an override and a tier have their own); only in texts.
     texts = _texts(c, at, spec, local if shape == "expr" else {**local, "threshold": "${threshold}"})
     if shape is None:
@@ -279,6 +280,14 @@ def _op(c, at: tuple, contract: dict) -> str:
         c.fail(at + ("op",), f"{op} is not the comparison the contract promises "
                              f"(contract.alerts.{at[1]}.op: {contract['op']}): change both or neither")
     return op
+
+
+def _param_text(c, where: tuple, local: dict) -> str:
+    """Runbook text with its `${params}` filled in (the page shows this environment's values)."""
+    out, missing = promql.substitute(str(c.get(where, "")), local)
+    for name in missing:
+        c.fail(where, f"unknown parameter ${{{name}}}")
+    return out
 
 
 def _template(c, where: tuple, text: str, local: dict) -> str:

@@ -125,7 +125,7 @@ def routing_model(c, alerts: tuple[Alert, ...]) -> dict:
     _deadman_timing(c, routes, spec)
     contract = _contract_routes(c)
     _contract_covers(c, contract, alerts)
-    limits = {"max_alerts": spec["max_alerts"]} if "max_alerts" in spec else {}  # the schema checked it
+    limits = {key: spec[key] for key in ("max_alerts", "max_body_bytes") if key in spec}  # the schema checked them
     return dict(routing=timing | limits | {"group_by": list(c.get(("routing", "group_by"), []))},
                 default_channels=default, routes=routes, inhibitions=inhibitions, contract_routes=contract)
 

@@ -85,7 +85,8 @@ SCHEMA = _obj({
     "alerts": {"type": "object", "additionalProperties": _ALERT},
     "meta": {"type": "object", "additionalProperties": _ALERT},
     "routing": _obj({"group_by": _STRS, "group_wait": _STR, "group_interval": _STR, "repeat_interval": _STR,
-                     "resolve_timeout": _STR, "max_alerts": {"type": "integer", "minimum": 1}, "default": _STRS,
+                     "resolve_timeout": _STR, "max_alerts": {"type": "integer", "minimum": 1},
+                     "max_body_bytes": {"type": "integer", "minimum": 1}, "default": _STRS,
                      "routes": {"type": "object", "additionalProperties": _ROUTE},
                      "inhibit": {"type": "object", "additionalProperties": _obj(
                          {"source": _STRS, "target": _STRS, "equal": _STRS}, ("source", "target", "equal"))}},

@@ -11,6 +11,7 @@ from .loader import Marks, SpecError
 from .model import Spec
 from .recording import check_recording, recording_model
 from .routing import check_channels, check_reference, routing_model
+from .sizing import check_post_size
 
 RESERVED = {"threshold", "for", "keep_firing_for", "selector", "alert", "env"}
 
@@ -94,6 +95,9 @@ def build(env: str, data: dict, marks: Marks, sources: tuple[str, ...], digest: 
                 external_labels=tuple(sorted(c.get(("prometheus", "external_labels"), {}).items())),
                 endpoints=dict(data["endpoints"]), receiver_token_file=data["receiver_token_file"],
                 recording=recording, alerts=alerts, channels=data["channels"], deadman=data["deadman"], **routing)
+    check_post_size(c, spec)  # measured on the rendered rules, so only once the spec is whole
+    if c.errors:
+        return None, sorted(set(c.errors))
     return spec, []
 
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.telemetry import Telemetry
 
 from tests.exporter.fleet import record_every_family
 
@@ -76,3 +79,23 @@ def test_used_equal_to_total_is_accepted(registry, telemetry):
     telemetry.set_disk("m", "gpu", "/", used_bytes=2, total_bytes=2)
     assert registry.get_sample_value("dumont_disk_usage_bytes",
                                      {"machine_type": "gpu", "machine_id": "m", "mount": "/"}) == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("g" * 257, "machine_id must be at most 256 bytes of UTF-8, got 257"),
+    ("é" * 129, "machine_id must be at most 256 bytes of UTF-8, got 258"),
+    ("gpu\n1", "machine_id must not contain control characters"),
+    ('gpu"1', "machine_id must not contain control characters or any of"),
+    ("gpu<1>", "machine_id must not contain control characters or any of"),
+    ("gpu\ud8001", "machine_id must be valid Unicode text"),
+])
+def test_label_values_are_bounded(value, message):
+    # The rule generator sizes Alertmanager's posts from this bound (rules_src/sizing.py).
+    telemetry = Telemetry(registry=CollectorRegistry())
+    with pytest.raises(ValueError, match=re.escape(message)):
+        telemetry.set_uptime(value, "gpu", 1)
+    assert telemetry.registry.get_sample_value("dumont_machine_uptime_seconds",
+                                               {"machine_id": value, "machine_type": "gpu"}) is None
+    telemetry.set_uptime("g" * 256, "gpu", 1)  # the longest value that fits
+    assert telemetry.registry.get_sample_value("dumont_machine_uptime_seconds",
+                                               {"machine_id": "g" * 256, "machine_type": "gpu"}) == 1
