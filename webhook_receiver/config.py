@@ -32,7 +32,8 @@ class Config:
     threads: int = 8
     keepalive_requests: int = 100     # a keep-alive connection is closed after this many requests
     relay: bool = True               # `serve` also runs the relay worker
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = 1 << 20     # a larger post keeps its first alerts that fit; the rest are counted as cut
+    max_read_bytes: int = 64 << 20    # a post larger than this is refused (413): the read is bounded
     busy_timeout: float = 5.0         # how long a write waits for SQLite's lock before answering 503
     synchronous: str = "normal"       # SQLite's: "full" also survives a power loss, at some throughput
     max_attempts: int = 8
@@ -54,8 +55,8 @@ class Config:
 
 _DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval"}
-_INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_attempts", "batch_size",
-             "storm_threshold"}
+_INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
+             "batch_size", "storm_threshold"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file"}
 _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
@@ -130,6 +131,9 @@ def build_config(values: Mapping[str, Any], source: str = "config",
     for f in fields(Config):
         if f.default is MISSING and f.name not in settled:
             raise ConfigError(f"{source}: {f.name}: required")
+    max_body = settled.get("max_body_bytes", Config.max_body_bytes)
+    if settled.get("max_read_bytes", Config.max_read_bytes) < max_body:
+        raise ConfigError(f"{source}: max_read_bytes: must be at least max_body_bytes ({max_body})")
     host_port = settled.get("listen", Config.listen)
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():

@@ -16,6 +16,8 @@ COUNTERS = (
     ("duplicate", "dumont_receiver_duplicates", "channel",
      "Alerts received whose state change this channel already had (retries, HA pairs)."),
     ("rejected", "dumont_receiver_rejected", "reason", "Webhooks rejected, by reason."),
+    ("receiver_cut", "dumont_receiver_cut_alerts", "channel",
+     "Alerts the receiver left out of posts larger than max_body_bytes (it keeps the first that fit), per channel."),
     ("delivered", "dumont_receiver_delivered", "channel", "State changes delivered, per channel."),
     ("failed", "dumont_receiver_failed", "channel", "State changes given up on, per channel."),
 )

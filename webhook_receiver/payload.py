@@ -1,4 +1,9 @@
-"""Parse and validate Alertmanager's webhook body (version "4"); errors name the offending field."""
+"""Parse and validate Alertmanager's webhook body (version "4"); errors name the offending field.
+
+Every version-4 body of Alertmanager 0.16 and later is taken: `fingerprint` (0.19) and `truncatedAlerts`
+(0.21) may be missing; fields newer releases add (`routeLabels`, `notification_reason`) are ignored. No
+release sends a map as null (template.Data() makes every one, even empty), so null stays an error.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,6 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
+
+from webhook_receiver.fingerprint import label_fingerprint
 
 # Alertmanager marks "not resolved yet" with Go's zero time.
 ZERO_TIME = "0001-01-01T00:00:00.000000000Z"
@@ -34,6 +41,15 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class BodyCut:
+    """What the receiver left out of a post larger than max_body_bytes: `alerts` of a body of `body_bytes`."""
+
+    alerts: int
+    body_bytes: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
 class Notification:
     """One webhook body: a group of alerts Alertmanager routed to one receiver."""
 
@@ -44,8 +60,9 @@ class Notification:
     common_labels: dict[str, str]
     common_annotations: dict[str, str]
     external_url: str
-    truncated_alerts: int
+    truncated_alerts: int         # alerts of the group left out of what is stored: Alertmanager's and the receiver's
     alerts: tuple[Alert, ...]
+    cut: BodyCut | None = None     # set when the receiver kept only the first alerts of an oversized post
 
 
 # The same few times recur in every webhook (a rule's alerts share a startsAt, firing ones Go's zero time).
@@ -143,21 +160,34 @@ def _alert(obj: Any, path: str) -> Alert:
     starts_at = _time(obj, "startsAt", path)
     ends_at = _time(obj, "endsAt", path)
     generator_url = _field(obj, "generatorURL", path, str, "a string")
-    fingerprint = _field(obj, "fingerprint", path, str, "a string")
-    if not fingerprint:
-        raise PayloadError(f"{path}fingerprint: must not be empty")
+    if "fingerprint" in obj:
+        fingerprint = _field(obj, "fingerprint", path, str, "a string")
+        if not fingerprint:
+            raise PayloadError(f"{path}fingerprint: must not be empty")
+    else:  # Alertmanager before 0.19: the value it would have sent
+        fingerprint = label_fingerprint(labels)
     return Alert(fingerprint, status, labels, annotations, starts_at,
                  None if ends_at == ZERO_TIME else ends_at, generator_url)
 
 
+def decode_json(text: bytes | bytearray, field: str = "") -> Any:
+    """`text` decoded as JSON, or PayloadError naming the `field` it is (if any) and the problem."""
+    prefix = f"{field}: " if field else ""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"{prefix}malformed JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{prefix}malformed JSON: nested too deeply") from None
+
+
 def parse_webhook(body: bytes) -> Notification:
     """The Notification in `body`, or PayloadError saying what is wrong."""
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise PayloadError("malformed JSON: nested too deeply") from None
+    return notification_from(decode_json(body))
+
+
+def notification_from(obj: Any, cut: BodyCut | None = None) -> Notification:
+    """The Notification of a decoded body; `cut` adds what the receiver left out of it to truncated_alerts."""
     if not isinstance(obj, dict):
         raise PayloadError(f"body: expected a JSON object, got {_json_type(obj)}")
     version = _field(obj, "version", "", str, "a string")
@@ -166,7 +196,7 @@ def parse_webhook(body: bytes) -> Notification:
     alerts = _field(obj, "alerts", "", list, "an array")
     if not alerts:
         raise PayloadError("alerts: must not be empty")
-    truncated = _field(obj, "truncatedAlerts", "", int, "an integer")
+    truncated = _field(obj, "truncatedAlerts", "", int, "an integer") if "truncatedAlerts" in obj else 0  # < 0.21
     if truncated < 0:
         raise PayloadError("truncatedAlerts: must not be negative")
     return Notification(
@@ -177,6 +207,7 @@ def parse_webhook(body: bytes) -> Notification:
         common_labels=_string_map(obj, "commonLabels", ""),
         common_annotations=_string_map(obj, "commonAnnotations", ""),
         external_url=_field(obj, "externalURL", "", str, "a string"),
-        truncated_alerts=truncated,
+        truncated_alerts=truncated + (cut.alerts if cut else 0),
         alerts=tuple(_alert(item, f"alerts[{i}].") for i, item in enumerate(alerts)),
+        cut=cut,
     )

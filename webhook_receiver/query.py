@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import base64
-import re
+import json
 
 from werkzeug.datastructures import MultiDict
 
@@ -11,7 +11,7 @@ from webhook_receiver.store.base import HistoryQuery
 
 PARAMS = ("alertname", "severity", "status", "channel", "label", "since", "until", "limit", "cursor")
 MAX_LIMIT = 500
-_LABEL = re.compile(r"^([a-zA-Z_][a-zA-Z0-9_]*)=(.*)$", re.DOTALL)
+_QUOTED = json.JSONDecoder()
 
 
 class QueryError(ValueError):
@@ -34,6 +34,26 @@ def _decode_cursor(text: str) -> int:
     raise QueryError("cursor: not a cursor this API returned")
 
 
+def _label(text: str) -> tuple[str, str]:
+    """(name, value) of `name=value`, split at the first `=`; a name holding `=` is written as a JSON string."""
+    # Alertmanager 0.27+ takes any UTF-8 label name, `=` and quotes included; a JSON string says where it ends.
+    if text.startswith('"'):
+        try:
+            name, end = _QUOTED.raw_decode(text)
+        except ValueError:
+            raise QueryError(f'label: expected "name"=value with the name a JSON string, got {text!r}') from None
+        if text[end:end + 1] != "=":
+            raise QueryError(f'label: expected = after the quoted name, got {text!r}')
+        value = text[end + 1:]
+    else:
+        name, equals, value = text.partition("=")
+        if not equals:
+            raise QueryError(f"label: expected name=value, got {text!r}")
+    if not name:
+        raise QueryError(f"label: empty label name in {text!r}")
+    return name, value
+
+
 def _time(name: str, text: str) -> float:
     try:
         return epoch(canonical_time(text))
@@ -52,14 +72,7 @@ def parse_query(args: MultiDict) -> HistoryQuery:
             raise QueryError(f"{key}: given more than once")
     if values["status"] is not None and values["status"] not in STATUSES:
         raise QueryError(f'status: expected "firing" or "resolved", got {values["status"]!r}')
-    labels = []
-    for text in args.getlist("label"):
-        if not text:
-            continue
-        match = _LABEL.match(text)
-        if not match:
-            raise QueryError(f"label: expected name=value with a Prometheus label name, got {text!r}")
-        labels.append((match.group(1), match.group(2)))
+    labels = [_label(text) for text in args.getlist("label") if text]
     limit = 50
     if values["limit"] is not None:
         if not values["limit"].isdigit() or not 1 <= int(values["limit"]) <= MAX_LIMIT:

@@ -1,4 +1,6 @@
 """History: the JSON API's filters and pagination, the HTML pages, and the optional history token."""
+from urllib.parse import urlencode
+
 import pytest
 
 from webhook_receiver import create_app
@@ -79,7 +81,11 @@ def test_cursor_pagination_walks_everything_once(client, filled):
     ("?status=pending", "status: expected \"firing\" or \"resolved\", got 'pending'"),
     ("?since=yesterday", "since: expected an RFC3339 time like 2024-05-01T12:00:00Z, got 'yesterday'"),
     ("?cursor=bm9wZQ", "cursor: not a cursor this API returned"),
-    ("?label=machine-id", "label: expected name=value with a Prometheus label name, got 'machine-id'"),
+    ("?label=machine-id", "label: expected name=value, got 'machine-id'"),
+    ("?label==gpu-1", "label: empty label name in '=gpu-1'"),
+    ('?label=""=gpu-1', "label: empty label name in '\"\"=gpu-1'"),
+    ('?label="na=me=x', "label: expected \"name\"=value with the name a JSON string, got '\"na=me=x'"),
+    ('?label="name"x', "label: expected = after the quoted name, got '\"name\"x'"),
     ("?machine_id=gpu-1", "machine_id: unknown parameter (known: alertname, severity, status, channel, label,"
                           " since, until, limit, cursor)"),
     ("?status=firing&status=resolved", "status: given more than once"),
@@ -88,6 +94,50 @@ def test_bad_parameters_are_400_naming_them(client, query, message):
     response = client.get(f"/api/v1/history{query}")
     assert response.status_code == 400
     assert response.get_json() == {"error": message}
+
+
+@pytest.fixture
+def utf8_labels(post):
+    """Alerts carrying label names Alertmanager 0.27+ accepts: any UTF-8, `=`, dots and quotes included."""
+    post(notification(alert(machine="gpu-1", **{"service.name": "sync", "zone=eu": "1", "ünïcødé": "ja",
+                                                 '"quoted"': "q", "a b": "c=d"})))
+    post(notification(alert(machine="gpu-2", **{"service.name": "api", "zone=eu": "2", "ünïcødé": "nein"})))
+
+
+def machines(client, query):
+    return [e["labels"]["machine_id"] for e in history(client, query)["entries"]]
+
+
+@pytest.mark.parametrize("label, expected", [
+    ("service.name=sync", ["gpu-1"]),
+    ("ünïcødé=nein", ["gpu-2"]),
+    ("a b=c=d", ["gpu-1"]),                    # split at the first =: the value may hold more
+    ('"zone=eu"=2', ["gpu-2"]),                # a name holding = is given as a JSON string
+    ('"\\"quoted\\""=q', ["gpu-1"]),            # so is one starting with a quote
+    ('"\\u00fcn\\u00efc\\u00f8d\\u00e9"=ja', ["gpu-1"]),  # any JSON string spelling
+    ('"machine_id"=gpu-2', ["gpu-2"]),         # a quoted classic name means the same
+    ("zone=eu=2", []),                         # unquoted: the name is "zone", which no alert carries
+    ("service.name=", []),
+])
+def test_label_filter_takes_any_name_alertmanager_sends(client, utf8_labels, label, expected):
+    assert machines(client, "?" + urlencode({"label": label})) == expected
+
+
+def test_label_filters_of_both_kinds_are_anded(client, utf8_labels):
+    query = urlencode([("label", '"zone=eu"=1'), ("label", "machine_id=gpu-1"), ("label", "service.name=sync")])
+    assert machines(client, "?" + query) == ["gpu-1"]
+    query = urlencode([("label", '"zone=eu"=1'), ("label", "machine_id=gpu-2")])
+    assert machines(client, "?" + query) == []
+
+
+def test_history_page_filters_by_a_quoted_label_name(client, utf8_labels):
+    page = client.get("/?" + urlencode({"label": '"zone=eu"=2'}))
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "<code>machine_id=gpu-2</code>" in text and "<code>machine_id=gpu-1</code>" not in text
+    assert 'value="&#34;zone=eu&#34;=2"' in text  # the form shows the filter as given
+    bad = client.get("/?" + urlencode({"label": "=2"}))
+    assert bad.status_code == 400 and "label: empty label name" in bad.get_data(as_text=True)
 
 
 def test_active_alerts_and_timeline(client, filled):

@@ -57,16 +57,16 @@ def test_not_ready_before_migrations(config_values, tmp_path):
     try:
         response = app.test_client().get("/-/ready")
         assert response.status_code == 503
-        assert "schema is version 0, expected 4" in response.get_data(as_text=True)
+        assert "schema is version 0, expected 5" in response.get_data(as_text=True)
         assert app.test_client().get("/-/healthy").status_code == 200
     finally:
         app.extensions["dumont.store"].close()
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == 4
-    assert store.migrate() == 4
-    assert store.schema_version() == 4
+    assert store.migrate() == 5
+    assert store.migrate() == 5
+    assert store.schema_version() == 5
 
 
 def page_size(path) -> int:
@@ -95,7 +95,7 @@ def test_a_new_database_gets_small_pages(store):
 
 
 def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values, tmp_path):
-    """A database written before episodes existed: its rows survive 0002-0004, and a re-fire then counts."""
+    """A database written before episodes existed: its rows survive 0002-0005, and a re-fire then counts."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -115,7 +115,7 @@ def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values
     conn.close()
     app = create_app({**config_values, "database": str(path)})
     try:
-        assert app.extensions["dumont.store"].migrate() == 4
+        assert app.extensions["dumont.store"].migrate() == 5
         assert page_size(path) == 4096  # an existing database keeps its page size, and works
         client = app.test_client()
         assert [e["id"] for e in client.get("/api/v1/history").get_json()["entries"]] == [7]

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from webhook_receiver.fingerprint import label_fingerprint
 from webhook_receiver.payload import PayloadError, canonical_time, epoch, format_epoch, parse_webhook
 
 from .payloads import alert, notification
@@ -50,7 +51,10 @@ def _without(body, *path):
     (lambda b: {**b, "alerts": []}, "alerts: must not be empty"),
     (lambda b: {**b, "alerts": {}}, "alerts: expected an array, got object"),
     (lambda b: {**b, "commonLabels": {"x": 1}}, "commonLabels.x: expected a string, got number"),
-    (lambda b: _without(b, "alerts", 2, "fingerprint"), "alerts[2].fingerprint: required"),
+    (lambda b: {**b, "truncatedAlerts": -1}, "truncatedAlerts: must not be negative"),
+    (lambda b: (b["alerts"][2].update(fingerprint=""), b)[1], "alerts[2].fingerprint: must not be empty"),
+    (lambda b: (b["alerts"][2].update(fingerprint=7), b)[1], "alerts[2].fingerprint: expected a string, got number"),
+    (lambda b: {**b, "groupLabels": None}, "groupLabels: expected an object, got null"),
     (lambda b: _without(b, "alerts", 0, "startsAt"), "alerts[0].startsAt: required"),
     (lambda b: (b["alerts"][1].update(endsAt="soon"), b)[1], "alerts[1].endsAt: not an RFC3339 time: 'soon'"),
     (lambda b: (b["alerts"][1].update(labels=None), b)[1], "alerts[1].labels: expected an object, got null"),
@@ -66,3 +70,33 @@ def test_each_bad_field_is_named(mutate, message):
 def test_malformed_json_is_named():
     with pytest.raises(PayloadError, match=r"^malformed JSON: Expecting"):
         parse_webhook(b'{"version": "4",')
+
+
+def _fnv1a_reference(data: bytes) -> str:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    return f"{h:016x}"
+
+
+def test_alertmanager_0_16_bodies_without_fingerprint_or_truncated_alerts_parse():
+    body = notification(alert(machine="a"), alert(machine="b"))
+    del body["truncatedAlerts"]  # added in 0.21
+    for one in body["alerts"]:
+        del one["fingerprint"]  # added in 0.19
+    body["routeLabels"], body["notification_reason"] = {"x": "y"}, "new"  # newer releases: ignored
+    n = parse(body)
+    assert n.truncated_alerts == 0 and n.cut is None
+    for parsed, sent in zip(n.alerts, body["alerts"]):
+        # prometheus/common LabelSet.Fingerprint(): FNV-1a 64 over sorted name, 0xff, value, 0xff
+        data = b"".join(k.encode() + b"\xff" + v.encode() + b"\xff" for k, v in sorted(sent["labels"].items()))
+        assert parsed.fingerprint == _fnv1a_reference(data)
+    assert n.alerts[0].fingerprint != n.alerts[1].fingerprint
+
+
+def test_fingerprints_of_utf8_label_names_sort_by_bytes():
+    labels = {"zone": "1", "ünïcødé=name": "x", "service.name": "sync", "\u4e2d": "", "Z": "\U0001F525"}
+    data = b"".join(k + b"\xff" + v + b"\xff" for k, v in sorted((k.encode(), v.encode()) for k, v in labels.items()))
+    assert label_fingerprint(labels) == _fnv1a_reference(data)
+    assert label_fingerprint({}) == "cbf29ce484222325"  # the empty set: FNV's offset basis
+    assert label_fingerprint({"a": "bc"}) != label_fingerprint({"ab": "c"})  # the separator keeps them apart

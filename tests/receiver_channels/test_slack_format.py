@@ -46,6 +46,19 @@ def test_alerts_alertmanager_left_out_are_said_under_the_headline():
     assert "left" not in payload_for(event())["text"]
 
 
+def test_alerts_the_receiver_cut_are_said_with_its_limit():
+    only_receiver = Message("slack-oncall", [event()], HISTORY, left_out=70, cut_by_receiver=70,
+                            max_body_bytes=1048576)
+    assert build_payload(only_receiver)["text"].endswith(
+        "\n_The receiver cut 70 more alerts of these groups from posts larger than its limit of 1,048,576 bytes"
+        " (max_body_bytes): they are in Alertmanager, not in the alert history._")
+    both = Message("slack-oncall", [event()], HISTORY, left_out=101, cut_by_receiver=1, max_body_bytes=65536)
+    assert build_payload(both)["text"].endswith(
+        "\n_Alertmanager left 100 more alerts of these groups out of its posts (max_alerts), and the receiver cut"
+        " 1 more alert from posts larger than its limit of 65,536 bytes (max_body_bytes): they are in"
+        " Alertmanager, not in the alert history._")
+
+
 def test_the_headline_names_the_first_of_the_most_severe_and_the_colour_the_most_severe_firing():
     events = [event(severity="page", fingerprint="a"), event(severity="pager", fingerprint="b"),
               event(severity="warning", status="resolved", fingerprint="c")]

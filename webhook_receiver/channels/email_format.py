@@ -41,8 +41,8 @@ def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
 
 
 def _left_out(message: Message) -> list[str]:
-    """The plain-text lines about alerts Alertmanager cut from its posts, if it cut any."""
-    return [fmt.left_out_line(message.left_out), ""] if message.left_out else []
+    """The plain-text lines about alerts cut from the posts (by Alertmanager or the receiver), if any were."""
+    return [fmt.left_out_line(message), ""] if message.left_out else []
 
 
 def _facts(event: AlertEvent) -> list[tuple[str, str]]:
@@ -92,7 +92,7 @@ _PAGE = (
 
 
 def _page(message: Message, body: str) -> str:
-    left_out = f"<p><i>{escape(fmt.left_out_line(message.left_out))}</i></p>" if message.left_out else ""
+    left_out = f"<p><i>{escape(fmt.left_out_line(message))}</i></p>" if message.left_out else ""
     return _PAGE.format(title=escape(fmt.message_headline(message)), left_out=left_out, body=body,
                         history=escape(message.history_url))
 

@@ -159,10 +159,20 @@ def example_line(event: AlertEvent) -> str:
     return clip(f"{event.status.upper()} {where + ': ' if where else ''}{summary_text(event)}")
 
 
-def left_out_line(n: int) -> str:
-    """What a message says when Alertmanager cut `n` alerts of its groups from the posts (max_alerts)."""
-    return (f"Alertmanager left {count(n, 'more alert')} of these groups out of its posts (max_alerts):"
-            " they are in Alertmanager, not in the alert history.")
+def left_out_line(message: Message) -> str:
+    """What a message says when alerts of its groups were cut from the posts, by Alertmanager or the receiver."""
+    by_receiver = message.cut_by_receiver
+    by_alertmanager = message.left_out - by_receiver
+    parts = []
+    if by_alertmanager > 0:
+        parts.append(f"Alertmanager left {count(by_alertmanager, 'more alert')} of these groups out of its posts"
+                     " (max_alerts)")
+    if by_receiver > 0:
+        limit = f" of {message.max_body_bytes:,} bytes" if message.max_body_bytes else ""
+        parts.append(f"the receiver cut {count(by_receiver, 'more alert')} {'' if parts else 'of these groups '}"
+                     f"from posts larger than its limit{limit} (max_body_bytes)")
+    text = ", and ".join(parts)
+    return text[:1].upper() + text[1:] + ": they are in Alertmanager, not in the alert history."
 
 
 def count(n: int, noun: str) -> str:

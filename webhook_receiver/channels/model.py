@@ -42,7 +42,9 @@ class Message:
     events: Sequence[AlertEvent]
     history_url: str
     digest: bool = False  # an alert storm folded into one message: render a summary
-    left_out: int = 0     # alerts of the same groups that Alertmanager cut from its posts (max_alerts)
+    left_out: int = 0     # alerts of the same groups cut from their posts: by Alertmanager (max_alerts), the receiver
+    cut_by_receiver: int = 0      # of those, the alerts the receiver cut from posts larger than its limit
+    max_body_bytes: int | None = None  # that limit
     # A digest's summary when the relay built it from the database; `events` then holds only its examples.
     summary: StormSummary | None = None
 

@@ -37,7 +37,7 @@ def build_payload(message: Message, channel: str | None = None) -> dict[str, Any
 
 def _header(message: Message) -> str:
     header = f"*{escape(fmt.message_headline(message))}* · {link(message.history_url, 'History')}"
-    return header + (f"\n_{escape(fmt.left_out_line(message.left_out))}_" if message.left_out else "")
+    return header + (f"\n_{escape(fmt.left_out_line(message))}_" if message.left_out else "")
 
 
 def _detailed(message: Message) -> dict[str, Any]:

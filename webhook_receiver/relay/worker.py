@@ -99,10 +99,13 @@ class RelayWorker:
               summary: StormSummary | None = None) -> bool:
         # Per group, the newest post's cut (items are oldest first): a later post of a group, or a retry,
         # counts the same left-out alerts again.
-        left_out = sum({item.group_key: item.truncated_alerts for item in items}.values())
+        newest = {item.group_key: item for item in items}.values()
+        limits = [item.cut_max_body_bytes for item in newest if item.cut_max_body_bytes]
         events = summary.examples if summary is not None else tuple(item.event for item in items)
-        message = Message(channel.name, events, self._history_url(channel.name, items, digest), digest, left_out,
-                          summary)
+        message = Message(channel.name, events, self._history_url(channel.name, items, digest), digest,
+                          left_out=sum(item.truncated_alerts for item in newest), summary=summary,
+                          cut_by_receiver=sum(item.cut_alerts for item in newest),
+                          max_body_bytes=min(limits) if limits else None)
         try:
             result = channel.send(message)
         except Exception as exc:  # the contract says send() never raises; the relay must outlive a bug

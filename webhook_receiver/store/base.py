@@ -35,7 +35,9 @@ class OutboxItem:
     received_at: float
     event: AlertEvent | None  # None from claim_digest: the digest's summary speaks for the row
     group_key: str | None = None  # Alertmanager's group of the post that queued it (None: the receiver's own)
-    truncated_alerts: int = 0     # alerts of that group Alertmanager left out of the post (max_alerts)
+    truncated_alerts: int = 0     # alerts of that group left out of the post: by Alertmanager (max_alerts), the receiver
+    cut_alerts: int = 0           # of those, how many the receiver cut (the post was over max_body_bytes)
+    cut_max_body_bytes: int | None = None  # the receiver's limit that post passed
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from webhook_receiver.store.sqlite_relay import COUNT, RelayQueries
 
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
-    " external_url, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    " external_url, received_at, cut_alerts, cut_body_bytes, cut_max_body_bytes)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 # The episode is the number of resolutions of this fingerprint and startsAt stored before; a row that
 # the partial unique indexes already hold is ignored (see the migration).
 _INSERT_EVENT = (
@@ -256,11 +257,12 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         # on the lock one short transaction at a time. Each caller still returns only after the commit
         # that holds all of its webhook.
         n = notification
+        cut = (n.cut.alerts, n.cut.body_bytes, n.cut.max_body_bytes) if n.cut is not None else (None, None, None)
         conn = self._conn()  # before queueing: a webhook answered 503 must never be committed later
         # Parameters are built before taking the lock: Python work inside it lengthens every writer's wait.
         pending = _Pending(channel, len(n.alerts), now, (
             channel, n.receiver, n.status, n.group_key, _json_text(n.group_labels),
-            n.truncated_alerts, n.external_url, now), [_event_row(alert, now) for alert in n.alerts])
+            n.truncated_alerts, n.external_url, now, *cut), [_event_row(alert, now) for alert in n.alerts])
         with self._queue_lock:
             self._queued.append(pending)
         with self._write_lock:

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 
 from webhook_receiver.payload import format_epoch, micros
 from webhook_receiver.store.base import HistoryQuery, StorageError
 
 log = logging.getLogger(__name__)
+_CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")  # Prometheus's label names before UTF-8
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
                   " e.annotations, e.generator_url, e.received_at")
 _DELIVERIES = (
     "SELECT o.event_id, o.id, o.channel, o.state, o.attempts, o.detail, o.finished_at, o.due_at,"
-    " n.receiver, n.group_key, n.received_at, n.truncated_alerts FROM outbox o"
+    " n.receiver, n.group_key, n.received_at, n.truncated_alerts, n.cut_alerts, n.cut_body_bytes,"
+    " n.cut_max_body_bytes FROM outbox o"
     " LEFT JOIN notifications n ON n.id = o.notification_id WHERE o.event_id IN ({}) ORDER BY o.id")
 _ATTEMPTS = (
     "SELECT di.outbox_id, d.attempted_at, d.ok, d.digest, d.detail FROM delivery_items di"
@@ -60,9 +63,12 @@ class ReadQueries:
             where.append("EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id AND o.channel = ?)")
             args.append(query.channel)
         for name, value in query.labels:
-            # Label names are [a-zA-Z_][a-zA-Z0-9_]* (checked by the caller), so quoting is safe.
-            where.append(f"json_extract(e.labels, '$.\"{name}\"') = ?")
-            args.append(value)
+            if _CLASSIC_NAME.match(name):  # safe to quote into a JSON path, which SQLite cannot escape in
+                where.append(f"json_extract(e.labels, '$.\"{name}\"') = ?")
+                args.append(value)
+            else:  # any other UTF-8 name (Alertmanager 0.27+): compared as a bound value, never quoted into SQL
+                where.append("EXISTS (SELECT 1 FROM json_each(e.labels) l WHERE l.key = ? AND l.value = ?)")
+                args += [name, value]
         # Times are shown to the microsecond, so compare whole microseconds, computed exactly as
         # payload.micros does (same IEEE operations): a `since` copied from an entry then includes it.
         for clause, value in (("CAST(e.received_at * 1000000 + 0.5 AS INTEGER) >= ?", micros(query.since)),
@@ -95,7 +101,10 @@ class ReadQueries:
                 "next_attempt_at": format_epoch(row[7]) if row[3] == "pending" else None,
                 "notification": None if row[8] is None else {
                     "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10]),
-                    "truncated_alerts": row[11]},  # alerts of the group Alertmanager left out (max_alerts)
+                    # alerts of the group left out: by Alertmanager (max_alerts) and by the receiver
+                    "truncated_alerts": row[11],
+                    "cut_by_receiver": None if row[12] is None else {
+                        "alerts": row[12], "body_bytes": row[13], "max_body_bytes": row[14]}},
             }
             by_id[row[0]]["deliveries"].append(delivery)
             outbox[row[1]] = delivery

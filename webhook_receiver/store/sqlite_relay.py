@@ -9,7 +9,9 @@ from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
 
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
-_ITEM = "o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0)"  # see _item
+_ITEM = ("o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0),"
+         " coalesce(n.cut_alerts, 0), n.cut_max_body_bytes")  # see _item
+_EVENT_AT = 7  # where _ROWS's event columns start
 _FROM = (" FROM outbox o JOIN events e ON e.id = o.event_id"
          " LEFT JOIN notifications n ON n.id = o.notification_id")
 _ROWS = (f"SELECT {_ITEM}, e.fingerprint, e.status, e.labels, e.annotations, e.starts_at, e.ends_at,"
@@ -56,7 +58,7 @@ PRUNE_CHUNK = 250  # deliveries, events or notifications per pruning transaction
 def _item(channel: str, row: tuple, event: AlertEvent | None) -> OutboxItem:
     """An OutboxItem from the _ITEM columns at the start of `row`."""
     return OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2], event=event,
-                      group_key=row[3], truncated_alerts=row[4])
+                      group_key=row[3], truncated_alerts=row[4], cut_alerts=row[5], cut_max_body_bytes=row[6])
 
 
 def _event(columns: tuple) -> AlertEvent:
@@ -113,7 +115,7 @@ class RelayQueries:
         with self._read() as conn:
             rows = conn.execute(sql, args).fetchall()
         marked = self._mark_sending(row[0] for row in rows)
-        return [_item(channel, row, _event(row[5:])) for row in rows if row[0] in marked]
+        return [_item(channel, row, _event(row[_EVENT_AT:])) for row in rows if row[0] in marked]
 
     def claim_digest(self, channel, now, limit, examples, severities):
         with self._read() as conn:
@@ -129,7 +131,7 @@ class RelayQueries:
             chosen = conn.execute(f"{_ROWS} WHERE o.id IN {_IDS} ORDER BY e.status = 'resolved', {rank}, o.id"
                                   " LIMIT ?", (ids, *ranks, len(severities), examples)).fetchall()
         return ([_item(channel, row, None) for row in rows if row[0] in marked], groups,
-                [_event(row[5:]) for row in chosen])
+                [_event(row[_EVENT_AT:]) for row in chosen])
 
     def _mark_sending(self, ids) -> set[int]:
         """Mark pending rows as sending; the ids really marked (RETURNING)."""
