@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.telemetry import Telemetry
-from tests.exporter.helpers import ExporterProcess
+from tests.exporter.helpers import ExporterProcess, FixedClock
 
 
 @pytest.fixture
@@ -48,3 +48,9 @@ def start_exporter(tmp_path):
     finally:
         for exporter in started:
             exporter.close()
+
+
+@pytest.fixture
+def clock():
+    """A clock the test moves by hand: the simulation and the retired marks read it."""
+    return FixedClock()

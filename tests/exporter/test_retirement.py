@@ -6,16 +6,10 @@ import pytest
 from exporter.retired import RETIRED, RetiredMarks
 from exporter.store import SeriesStore
 from exporter.telemetry import Telemetry
-from tests.exporter.helpers import FixedClock
 
 HOUR = 3600.0
 GPU_1 = {"machine_type": "gpu", "machine_id": "gpu-1"}
 GPU_2 = {"machine_type": "gpu", "machine_id": "gpu-2"}
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture

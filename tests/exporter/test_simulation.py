@@ -10,17 +10,12 @@ import pytest
 from exporter.scenario import GIB
 from exporter.simulation import Simulation
 from exporter.telemetry import Telemetry
-from tests.exporter.helpers import FixedClock, write_atomically
+from tests.exporter.helpers import write_atomically
 from tests.exporter.scenarios import fleet
 
 GPU = {"machine_type": "gpu", "machine_id": "gpu-1"}
 CPU = {"machine_type": "cpu", "machine_id": "cpu-1"}
 GPU_SYNC = {"machine_id": "gpu-1", "direction": "gpu_to_cpu"}
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture

@@ -5,18 +5,13 @@ import pytest
 
 from exporter.simulation import Simulation
 from exporter.telemetry import Telemetry
-from tests.exporter.helpers import FixedClock, write_atomically
+from tests.exporter.helpers import write_atomically
 from tests.exporter.scenarios import failovers, lifecycle
 
 GPU_1 = {"machine_type": "gpu", "machine_id": "gpu-1"}
 GPU_2 = {"machine_type": "gpu", "machine_id": "gpu-2"}
 CPU_1 = {"machine_type": "cpu", "machine_id": "cpu-1"}
 GPU_FAILOVERS = {"from_type": "gpu", "to_type": "cpu", "reason": "scenario"}
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture
