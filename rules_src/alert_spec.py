@@ -129,7 +129,7 @@ def _alert(c, env, section, name, params, records) -> Alert | None:
     if shape == "predict":
         return Alert(shape="prediction", **_prediction(c, at, spec, contract, unit, local, records), op=op,
                      unit=unit or "number", tiers=tier_list, carries=carries, driver=drv, **retired, **common, **texts)
-    overrides = tiers.overrides(c, at, unit, carries, contract, tier_list)
+    overrides = tiers.overrides(c, at, unit, carries, contract, tier_list, spec.get("op")) if tier_list else ()
     for override in overrides:
         for expected in override.expected:
             reachable(c, ("contract", "alerts", at[1], "overrides", override.name), drv, unit, expected)
@@ -157,7 +157,7 @@ def _window(c, at: tuple, key: str, local: dict) -> float:
     for name in missing:
         c.fail(at + (key,), f"unknown parameter ${{{name}}}")
     seconds = c.duration(at + (key,), text) if not missing else 0.0
-    if not missing and seconds <= 0:
+    if not missing and units.parse_duration(text) is not None and seconds <= 0:
         c.fail(at + (key,), "must be longer than 0s")
     return seconds
 
@@ -317,7 +317,7 @@ def _texts(c, at: tuple, spec: dict, local: dict) -> dict:
         else:
             extra[key] = _template(c, at + ("annotations", key), str(text), local)
     dashboard = c.get(("dashboard_url",))
-    if dashboard and "dashboard_url" not in extra and _reads_only(dashboard, spec.get("carries") or ()):
+    if dashboard and "dashboard_url" not in extra and _reads_only(dashboard, c.get(at + ("carries",), ())):
         extra["dashboard_url"] = _template(c, ("dashboard_url",), str(dashboard), local)
     out["annotations"] = tuple(sorted(extra.items()))
     return out

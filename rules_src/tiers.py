@@ -23,13 +23,13 @@ def tiers(c, at: tuple, spec: dict, contract: dict, unit: str | None, for_: floa
     for key in ("severity", "threshold"):
         if key in spec:
             c.fail(at + (key,), "give `severity` and `threshold`, or `tiers`, not both")
-    if c.broken(at + ("tiers",)):
+    if not c.clean(at + ("tiers",)):
         return ()
     promised = contract.get("tiers")
     if contract and not isinstance(promised, dict):
         c.fail(("contract", "alerts", at[1]), "the alert has tiers: the contract must state them (tiers: {severity: threshold})")
         promised = None
-    out = []
+    out, read = [], []
     for severity, tier in c.get(at + ("tiers",), {}).items():
         where = at + ("tiers", severity)
         if severity not in SEVERITIES:
@@ -44,11 +44,15 @@ def tiers(c, at: tuple, spec: dict, contract: dict, unit: str | None, for_: floa
                 expected = _value(c, ("contract", "alerts", at[1], "tiers", severity), unit, promised[severity])
         tier_for = c.duration(where + ("for",), tier.get("for"), for_)
         out.append(Tier(severity, threshold or 0.0, expected or 0.0, severity, tier_for))
+        read.append((severity, threshold, expected))
     for severity in sorted(set(promised or {}) - set(c.get(at + ("tiers",), {}))):
         c.fail(("contract", "alerts", at[1], "tiers", severity), "the contract has a tier the alert does not define")
     out.sort(key=lambda t: SEVERITIES.index(t.severity))
-    _ordered(c, at + ("tiers",), spec.get("op"), [t.threshold for t in out], "the alert's")
-    _ordered(c, ("contract", "alerts", at[1], "tiers"), spec.get("op"), [t.expected for t in out], "the contract's")
+    read.sort(key=lambda r: SEVERITIES.index(r[0]))
+    if None not in [r[1] for r in read]:
+        _ordered(c, at + ("tiers",), spec.get("op"), [r[1] for r in read], "the alert's")
+    if promised is not None and None not in [r[2] for r in read]:
+        _ordered(c, ("contract", "alerts", at[1], "tiers"), spec.get("op"), [r[2] for r in read], "the contract's")
     return tuple(out)
 
 
@@ -90,7 +94,7 @@ def _ordered(c, where: tuple, op, thresholds: list[float], whose: str) -> None:
 
 
 def overrides(c, at: tuple, unit: str | None, carries: tuple[str, ...], contract: dict,
-              tier_list: tuple[Tier, ...]) -> tuple[Override, ...]:
+              tier_list: tuple[Tier, ...], op: str = "") -> tuple[Override, ...]:
     """The alert's overrides, each with a threshold per tier, checked against the contract's."""
     here = at + ("overrides",)
     promised = contract.get("overrides") or {}
@@ -104,6 +108,12 @@ def overrides(c, at: tuple, unit: str | None, carries: tuple[str, ...], contract
         thresholds = _override_thresholds(c, where, override, unit, severities)
         expected = _contract_thresholds(c, ("contract", "alerts", at[1], "overrides", name), promised.get(name),
                                         unit, severities) if contract else None
+        # `==` is reported once, at the alert's tiers; an override is ordered like them.
+        if op in _RISING + _FALLING and "tiers" in override and None not in thresholds:
+            _ordered(c, where + ("tiers",), op, thresholds, "the override's")
+        if op in _RISING + _FALLING and isinstance(promised.get(name), dict) and expected is not None \
+                and None not in expected:
+            _ordered(c, ("contract", "alerts", at[1], "overrides", name), op, expected, "the contract's")
         if contract and expected is None and name not in promised:
             c.fail(where, "the contract gives this override no valid threshold (contract.alerts.<alert>.overrides)")
         match = c.get(where + ("match",), {})
@@ -127,6 +137,8 @@ def _override_thresholds(c, where, override, unit, severities) -> list[float | N
             c.fail(where + ("threshold",), "the alert has tiers: give `tiers` with a threshold for each")
             return [None] * len(severities)
         return [_value(c, where + ("threshold",), unit, override["threshold"])]
+    if not c.clean(where + ("tiers",)):
+        return [None] * len(severities)
     given = override["tiers"]
     if set(given) != set(severities):
         c.fail(where + ("tiers",), f"must give exactly the alert's tiers: {', '.join(severities)}")

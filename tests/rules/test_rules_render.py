@@ -13,6 +13,7 @@ import yaml
 
 from tests.rules.rules_helpers import REPO, TESTDATA, edit
 from rules_src.cli import main
+from rules_src import sizing
 from rules_src.render import render
 from rules_src.spec import load
 from rules_src.tools import check_env
@@ -61,7 +62,8 @@ def test_good_spec_passes_promtool_and_amtool(good, tmp_path, tools):
     root = stage(tmp_path / "out", {"test": render(spec)})
     steps = check_env(root / "test", spec)
     assert [s.title for s in steps if not s.ok] == []
-    assert len(steps) == 4 + 3 + len(spec.alerts)  # promtool x3, amtool check-config, contract routes, alerts
+    # promtool x3, amtool check-config, the contract's routes, and each alert once per tier (CostHigh has two)
+    assert len(steps) == 4 + 3 + sum(len(alert.severities) for alert in spec.alerts) == 4 + 3 + len(spec.alerts) + 1
 
 
 # Placed before the severity routes, it sends DiskAlmostFull (critical) to the warning channel; the
@@ -92,11 +94,14 @@ def test_a_project_route_that_breaks_the_contract_fails_check(rules_copy, tmp_pa
 
 @pytest.mark.parametrize("env", ["dev", "fast", "prod"])
 def test_every_webhook_post_stays_under_the_receivers_body_limit(env):
-    # A post past max_body_bytes is answered 413, and Alertmanager drops it rather than retry: max_alerts
-    # caps a post at what fits, with room for 2 KB an alert (labels, annotations, a long generatorURL).
+    # The receiver keeps only the first alerts of a post past max_body_bytes: every rendered webhook caps its
+    # posts at the max_alerts the generator measured to fit (tests/rules/test_post_size.py measures it).
+    spec, errors = load(env)
+    assert not errors, errors
     am = yaml.safe_load((REPO / "generated" / env / "alertmanager" / "alertmanager.yml").read_text())
     caps = [w.get("max_alerts") for r in am["receivers"] for w in r["webhook_configs"]]
-    assert caps and all(cap is not None and cap * 2048 <= ReceiverConfig.max_body_bytes for cap in caps), caps
+    assert caps and all(cap == spec.routing["max_alerts"] for cap in caps), caps
+    assert sizing.worst_post(spec, spec.routing["max_alerts"]) <= ReceiverConfig.max_body_bytes
 
 
 def test_heartbeats_are_never_sent_resolved(good):
