@@ -1,5 +1,6 @@
 """The alerts of the new rule shapes, through real Prometheus and Alertmanager on the `fast` environment:
-ProviderCostHigh's two tiers, MachineVanished (and what a planned retirement must not page), FailoverStorm.
+ProviderCostHigh's two tiers, MachineVanished (and what a planned retirement must not page), FailoverStorm,
+DiskFillingUp's prediction and guard.
 
 One stack serves the module; each test rewrites the scenario of one fleet (a machine whose definition changes
 would be removed, so the fleet never does) and ends with every machine healthy again. A thread samples
@@ -14,13 +15,15 @@ import urllib.parse
 
 import pytest
 
+from exporter.scenario import DEFAULT_MOUNTS
 from tests.e2e.conftest import get_json, mentions, scenario, wait_for
 
 CHANNELS_BY_SEVERITY = {"critical": ("slack-oncall", "email-oncall"), "warning": ("slack-alerts", "email-team")}
 SAMPLE_INTERVAL = 0.15
 TIMEOUT = 45
 # The alerts these tests speak of, which a failed wait lists (not the HighCostAnomaly the costs also raise).
-BRIEFED = ("ProviderCostHigh", "MachineVanished", "SyncStopped", "MachineDown", "FailoverStorm")
+BRIEFED = ("ProviderCostHigh", "MachineVanished", "SyncStopped", "MachineDown", "FailoverStorm", "DiskFillingUp",
+           "DiskAlmostFull")
 
 # ProviderCostHigh: two machines of one provider add up (30 + 30 = 60 > 50, then 75 + 75 = 150 > 100, while
 # each alone stays under 50); another provider at 40 stays quiet, and would push a provider-blind sum to 100.
@@ -39,7 +42,11 @@ FLEET = {
     "storm-1": {"type": STORM_TYPE, "provider": "vast", "standby_type": STORM_STANDBY},
     "storm-2": {"type": STORM_TYPE, "provider": "vast", "standby_type": STORM_STANDBY},
     "calm-1": {"type": CALM_TYPE, "provider": "vast"},
+    "fill-1": {"type": "gpu", "provider": "vast"},
+    "fill-2": {"type": "gpu", "provider": "vast"},
 }
+# DiskFillingUp: two disks grow at the same pace, one from above the 60 % guard and one from below it.
+FILLS, GUARDED = "fill-1", "fill-2"
 
 
 class AlertSampler:
@@ -308,3 +315,46 @@ def test_failover_storm_fires_for_a_fast_type_and_not_a_slow_one(fleet):
     assert all(to == recipients_of(fleet, "email-team") for to in mails), mails
     assert not slack_channels(fleet, "FailoverStorm", CALM_TYPE)
     assert not mail_recipients(fleet, "FailoverStorm", CALM_TYPE)
+
+
+def filling(seconds: int) -> dict:
+    """A scenario whose FILLS disks grow 1 % a second for `seconds` from 62 %, GUARDED's from 44 %, then hold."""
+    steady = scenario(FLEET)
+    base = steady["phases"][0]
+    phases = [{**base, "name": f"fill-{i}", "duration": "1s",
+               "machines": {**base["machines"], FILLS: {"disk_used_ratio": 0.62 + i / 100},
+                            GUARDED: {"disk_used_ratio": 0.44 + i / 100}}} for i in range(seconds)]
+    held = {**base, "name": "held", "machines": {**base["machines"], FILLS: {"disk_used_ratio": 0.62 + seconds / 100},
+                                                  GUARDED: {"disk_used_ratio": 0.44 + seconds / 100}}}
+    return {**steady, "phases": phases + [held]}
+
+
+@pytest.mark.e2e
+def test_disk_filling_up_fires_on_the_trend_above_the_guard_and_resolves_when_it_stops(fleet):
+    # fast: the trend of the last 20 s, 1 min ahead, guard 60 %. 1 % a second is +60 % in a minute: both disks
+    # are predicted full, but only the one already above 60 % may fire (the other stays at 58 % at most);
+    # neither passes DiskAlmostFull's 80 %.
+    with AlertSampler(fleet) as sampler:
+        fleet.stack.write_scenario(filling(14))
+        firing = sampler.wait(lambda s: (lambda up: up if {a["labels"]["mount"] for a in up} == set(DEFAULT_MOUNTS)
+                                         else None)([a for a in select(s, "DiskFillingUp", machine_id=FILLS)
+                                                     if a["state"] == "firing"]),
+                              f"DiskFillingUp for each mount of {FILLS}")
+        wait_for(lambda: posts_on(fleet, "slack-alerts", "DiskFillingUp", FILLS, "FIRING"), TIMEOUT,
+                 "DiskFillingUp's FIRING post on slack-alerts")
+        # Held still, the trend flattens over its 20 s window and the prediction falls back below full.
+        sampler.wait(lambda s: not select(s, "DiskFillingUp"), "DiskFillingUp to resolve once the disk stops growing")
+        wait_for(lambda: posts_on(fleet, "slack-alerts", "DiskFillingUp", FILLS, "RESOLVED"), TIMEOUT,
+                 "DiskFillingUp's RESOLVED post on slack-alerts")
+        fleet.stack.write_scenario(scenario(FLEET))
+    samples = sampler.samples
+    assert not sampler.errors
+
+    assert all(a["labels"]["severity"] == "warning" and a["labels"]["machine_type"] == "gpu" for a in firing)
+    predicted = [float(a["value"]) for a in firing]
+    assert predicted and all(value >= 1 for value in predicted), predicted  # $value is the predicted ratio
+    assert not [a for s in samples for a in select(s, "DiskFillingUp", machine_id=GUARDED)], \
+        "a disk below the 60 % guard must not fire however fast it grows"
+    assert not [a for s in samples for a in select(s, "DiskAlmostFull") if a["labels"]["machine_id"] in (FILLS, GUARDED)]
+    assert slack_channels(fleet, "DiskFillingUp") == {"slack-alerts"}
+    assert all(to == recipients_of(fleet, "email-team") for to in mail_recipients(fleet, "DiskFillingUp", "FIRING"))
