@@ -11,13 +11,14 @@ DEB_PACKAGES := prometheus prometheus-alertmanager openssl
 DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool openssl
 ENV ?= dev
 RUN_DIR ?= run
+FUZZ_EXAMPLES ?= 2000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup debs test test-fast generate check up down status bench clean
+.PHONY: help setup debs test test-fast fuzz generate check up down status bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  Variables: ENV=$(ENV) (environment of make up), RUN_DIR=$(RUN_DIR), VENV=$(VENV)"
+	@echo "  Variables: ENV=$(ENV) (environment of make up), RUN_DIR=$(RUN_DIR), VENV=$(VENV), FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
 
 setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl; the project into .venv
 
@@ -52,6 +53,9 @@ test: setup ## Run every test, the end-to-end ones through real Prometheus and A
 
 test-fast: setup ## Run the tests but the end-to-end ones
 	$(PY) -m pytest -m "not e2e"
+
+fuzz: setup ## Fuzz ingest and the history API on the real receiver longer (FUZZ_EXAMPLES per property)
+	DUMONT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/receiver/test_fuzz.py -q -o timeout=3600
 
 generate: setup ## Render rules_src/ into generated/ for every environment
 	$(VENV)/bin/dumont-rules generate

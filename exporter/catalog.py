@@ -84,17 +84,24 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Alerts firing now, as the receiver knows them."),
 )
 
-BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG}
+# Exposed by dumont-receiver on its own /metrics (Prometheus scrapes it too), not by this exporter: listed
+# here so that rules may read them like any dumont_* series (rules_src/meta.yaml).
+RECEIVER: tuple[MetricSpec, ...] = (
+    MetricSpec("dumont_receiver_channel_failing", GAUGE, ("channel",),
+               "1 while a channel's latest counted delivery attempt failed, until one succeeds."),
+)
+
+BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG + RECEIVER}
 
 
 def exposed_names() -> frozenset[str]:
-    """Every sample name the catalog's families expose on a scrape."""
-    return frozenset(name for spec in CATALOG for name in spec.exposed_names)
+    """Every sample name the catalog's families (the exporter's and the receiver's) expose on a scrape."""
+    return frozenset(name for spec in CATALOG + RECEIVER for name in spec.exposed_names)
 
 
 def family_of(sample_name: str) -> MetricSpec | None:
     """The catalog family that exposes `sample_name`, or None when no family does."""
-    for spec in CATALOG:
+    for spec in CATALOG + RECEIVER:
         if sample_name in spec.exposed_names:
             return spec
     return None

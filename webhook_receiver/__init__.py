@@ -5,14 +5,27 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from flask import Flask
+from flask import Flask, Response, jsonify
 
 from webhook_receiver import db, history, ingest, ops
+from webhook_receiver.auth import SignInLimiter
 from webhook_receiver.channels import load_channels
+from webhook_receiver.channels.formatting import printable, web_url
 from webhook_receiver.metrics import build_registry
 from webhook_receiver.config import Config, ConfigError, build_config, load_config, read_secret
+from webhook_receiver.store.base import StorageError
 
 CONFIG_ENV = "DUMONT_RECEIVER_CONFIG"  # path of receiver.yml when create_app() is given nothing
+# On every answer, pages and API alike. The pages load one stylesheet of their own and no script; their forms
+# post only here; nothing may frame them (clickjacking); and links to runbooks or Prometheus carry no
+# Referer, which would give the history's URL with its filters to another site.
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
+                                " frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,27 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
         history=read_secret(config.history_token_file, "history_token_file") if config.history_token_file else None,
     )
     app.extensions["dumont.registry"] = build_registry(db.init_app(app, config))
+    app.extensions["dumont.sign_in_limiter"] = SignInLimiter()
     app.register_blueprint(ingest.bp)
     app.register_blueprint(history.bp)
     app.register_blueprint(ops.bp)
+    app.after_request(_security_headers)
+    app.register_error_handler(StorageError, _storage_unavailable)
+    # A string no UTF-8 encoder can write (a lone surrogate stored before ingest refused them) must not make
+    # a page answer 500 for everyone: it is shown with U+FFFD in its place.
+    app.jinja_env.finalize = lambda value: printable(value) if type(value) is str else value
+    app.jinja_env.filters["web_url"] = web_url
     return app
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS:
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _storage_unavailable(exc: StorageError):
+    """503 for any read or write the database could not do: a retry later may succeed."""
+    response = jsonify(error="storage unavailable, retry later")
+    response.status_code = 503
+    return response

@@ -1,7 +1,12 @@
-"""Bearer-token checks, constant-time, that never echo or log the token."""
+"""Bearer-token checks, constant-time, that never echo or log the token; the sign-in's limits."""
 from __future__ import annotations
 
 import hmac
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
 
 from flask import Request
 
@@ -24,3 +29,44 @@ def authorized(request: Request, token: str, allow_cookie: bool = False) -> bool
     if matches(bearer(request), token):
         return True
     return allow_cookie and matches(request.cookies.get(COOKIE), token)
+
+
+# A `next` to go back to after signing in: this receiver's own path and query, in printable ASCII (the pages
+# percent-encode theirs). Browsers drop tabs and newlines inside a URL and read a backslash as a slash, so
+# `/<TAB>/evil.example` or `/\evil.example` would leave the site; a newline made the redirect itself fail.
+_SAME_SITE_PATH = re.compile(r"/(?![/\\])[!-~]*\Z", re.ASCII)
+
+
+def safe_next(target: str | None) -> str:
+    """`target` when it is a path on this receiver (no scheme, host, whitespace or backslash), else "/"."""
+    if target and _SAME_SITE_PATH.match(target) and "\\" not in target:
+        return target
+    return "/"
+
+
+class SignInLimiter:
+    """A token bucket per client address: `burst` sign-ins at once, then one per `interval` seconds."""
+
+    def __init__(self, burst: int = 10, interval: float = 6.0, max_clients: int = 10000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.burst, self.interval, self.max_clients, self.clock = burst, interval, max_clients, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, as of)
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """0 when `client` may try to sign in now (and uses up one token), else the seconds until it may."""
+        now = self.clock()
+        with self._lock:
+            tokens, since = self._buckets.pop(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + max(0.0, now - since) / self.interval)
+            if tokens >= 1.0:
+                tokens -= 1.0
+                wait = 0.0
+            else:
+                wait = (1.0 - tokens) * self.interval
+            self._buckets[client] = (tokens, now)  # most recent last
+            # Bounded memory whatever the number of addresses: the client idle longest is forgotten first
+            # (forgetting one only gives it a full bucket again).
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        return wait

@@ -1,6 +1,7 @@
 """The receiver's own configuration: a YAML file, then `DUMONT_RECEIVER_<KEY>` environment overrides."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Mapping
@@ -31,6 +32,11 @@ class Config:
     workers: int = 2
     threads: int = 8
     keepalive_requests: int = 100     # a keep-alive connection is closed after this many requests
+    header_timeout: float = 10.0      # from connecting (or a kept-alive request's first byte) to the end of its head
+    body_timeout: float = 10.0        # for a body, plus a second per `body_min_rate` bytes received
+    body_min_rate: int = 16384        # bytes per second a body must keep up, past body_timeout
+    send_timeout: float = 30.0        # for writing one answer to the client
+    max_connections: int = 1024       # open connections, shared evenly by the workers; more wait to be accepted
     relay: bool = True               # `serve` also runs the relay worker
     max_body_bytes: int = 1 << 20     # a larger post keeps its first alerts that fit; the rest are counted as cut
     max_read_bytes: int = 64 << 20    # a post larger than this is refused (413): the read is bounded
@@ -40,6 +46,8 @@ class Config:
     backoff_initial: float = 10.0
     backoff_max: float = 900.0
     defer_limit: float = 3600.0       # a channel's Retry-After may hold a message this long without using attempts
+    give_up_after: float = 86400.0    # past max_attempts, a firing alert's message is re-sent until this after its first attempt
+    relay_stall_after: float = 60.0   # /-/ready fails when the relay (or one channel's delivery) did no pass for this long
     batch_size: int = 10
     storm_threshold: int = 20
     relay_interval: float = 1.0
@@ -54,14 +62,16 @@ class Config:
 
 
 _DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
-                  "prune_interval"}
+                  "prune_interval", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
+                  "send_timeout"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
-             "batch_size", "storm_threshold"}
+             "batch_size", "storm_threshold", "body_min_rate", "max_connections"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file"}
 _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
-                              "retention"}
+                              "retention", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
+                              "send_timeout"}
 KEYS = tuple(f.name for f in fields(Config))
 
 
@@ -84,6 +94,8 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
         raise ValueError("required")
     if key in _DURATION_KEYS:
         result = parse_duration(value)
+        if not math.isfinite(result):  # YAML's .inf and .nan: a cap or a wait must be a number
+            raise ValueError(f"expected a finite duration, got {value!r}")
     elif key in _INT_KEYS:
         if isinstance(value, bool) or not (isinstance(value, int) or (from_env and str(value).isdigit())):
             raise ValueError(f"expected an integer, got {value!r}")
@@ -134,6 +146,15 @@ def build_config(values: Mapping[str, Any], source: str = "config",
     max_body = settled.get("max_body_bytes", Config.max_body_bytes)
     if settled.get("max_read_bytes", Config.max_read_bytes) < max_body:
         raise ConfigError(f"{source}: max_read_bytes: must be at least max_body_bytes ({max_body})")
+    interval = settled.get("relay_interval", Config.relay_interval)
+    if settled.get("relay_stall_after", Config.relay_stall_after) <= interval:
+        raise ConfigError(f"{source}: relay_stall_after: must be longer than relay_interval ({interval:g}s)")
+    # Each worker holds max_connections / workers: past its threads, that leaves room for kept-alive and
+    # slow connections (gunicorn answers every request "Connection: close" when it has none).
+    workers, threads = settled.get("workers", Config.workers), settled.get("threads", Config.threads)
+    if settled.get("max_connections", Config.max_connections) < workers * (threads + 1):
+        raise ConfigError(f"{source}: max_connections: must be at least workers x (threads + 1)"
+                          f" ({workers * (threads + 1)})")
     host_port = settled.get("listen", Config.listen)
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():

@@ -7,6 +7,7 @@ import time
 from typing import Iterator
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from webhook_receiver.auth import authorized
 from webhook_receiver.db import get_store
@@ -31,6 +32,24 @@ def _reject(reason: str, status: int, message: str, **fields):
     return _answer(status, error=message, **fields)
 
 
+class Unreadable(PayloadError):
+    """The body could not be read: a malformed chunked encoding, or the client went away mid-body."""
+
+
+def _read(stream, size: int) -> bytes:
+    """Up to `size` bytes of the request body; Unreadable (a 400) when the server cannot decode it."""
+    try:
+        return stream.read(size)
+    except HTTPException:
+        raise  # the server's own answer (408 from http_limits.py for a body past its deadline)
+    # What the server's input stream raises on a bad chunk differs by server: gunicorn's InvalidChunkSize and
+    # ChunkMissingTerminator (Exception), werkzeug's OSError or ClientDisconnected. Any of them is the
+    # client's doing, and was a 500.
+    except Exception as exc:
+        raise Unreadable(f"body: could not be read ({type(exc).__name__}: malformed chunked encoding or"
+                         " the connection ended mid-body)") from None
+
+
 def _body(limit: int, read_limit: int) -> bytes | Iterator[bytes] | None:
     """The request's body; past `limit` bytes its chunks instead, and None when it says it is past `read_limit`."""
     # Straight from the WSGI input: werkzeug's wrapper for MAX_CONTENT_LENGTH reads every body twice over,
@@ -38,11 +57,11 @@ def _body(limit: int, read_limit: int) -> bytes | Iterator[bytes] | None:
     length, stream = request.content_length, request.environ["wsgi.input"]
     if length is not None:
         if length <= limit:
-            return stream.read(length)
+            return _read(stream, length)
         return _chunks(stream, b"", length) if length <= read_limit else None
     if not request.environ.get("wsgi.input_terminated"):
         return b""  # no length and no end the server vouches for: nothing is safe to read (as werkzeug does)
-    body = stream.read(limit + 1)  # chunked: the server ends the stream after the last chunk
+    body = _read(stream, limit + 1)  # chunked: the server ends the stream after the last chunk
     return body if len(body) <= limit else _chunks(stream, body, None)
 
 
@@ -54,7 +73,7 @@ def _chunks(stream, first: bytes, length: int | None) -> Iterator[bytes]:
         yield view[start:start + CHUNK]
     del view, first
     while left is None or left > 0:
-        chunk = stream.read(CHUNK if left is None else min(CHUNK, left))
+        chunk = _read(stream, CHUNK if left is None else min(CHUNK, left))
         if not chunk:
             return  # shorter than announced: the scanner finds the body cut short
         if left is not None:
@@ -80,7 +99,10 @@ def webhook(channel: str):
         return _reject("unknown_channel", 404, f"unknown channel {channel!r}")
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     read_limit = current_app.config["RECEIVER"].max_read_bytes
-    body = _body(limit, read_limit)
+    try:
+        body = _body(limit, read_limit)
+    except Unreadable as exc:
+        return _reject("bad_request", 400, str(exc))
     if body is None:
         return _reject("too_large", 413, f"body larger than {read_limit} bytes (max_read_bytes)")
     try:

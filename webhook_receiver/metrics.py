@@ -9,7 +9,9 @@ from exporter.catalog import BY_NAME
 from webhook_receiver.store.base import StorageError, Store
 
 ALERTS_ACTIVE = BY_NAME["dumont_alerts_active"]
-SEVERITIES = ("critical", "warning", "info")  # always exposed, so a rule sees 0 rather than no series
+# Always exposed, so a rule sees 0 rather than no series. "none": no severity label; any other value a payload
+# brings is counted under "other", so a sender cannot create series without bound.
+SEVERITIES = ("critical", "warning", "info", "none", "other")
 # (counter name in the store, metric family, label name, help)
 COUNTERS = (
     ("received", "dumont_receiver_received", "channel", "Alerts received in webhooks, per channel."),
@@ -20,7 +22,17 @@ COUNTERS = (
      "Alerts the receiver left out of posts larger than max_body_bytes (it keeps the first that fit), per channel."),
     ("delivered", "dumont_receiver_delivered", "channel", "State changes delivered, per channel."),
     ("failed", "dumont_receiver_failed", "channel", "State changes given up on, per channel."),
+    ("sign_in", "dumont_receiver_sign_ins", "outcome",
+     "Sign-ins to the history pages, by outcome: ok, wrong (token) or limited (too many from one address)."),
+    ("slow_client", "dumont_receiver_slow_clients", "phase",
+     "Connections closed for sending their request (or taking the answer) too slowly, by phase: idle, header, body, send."),
 )
+
+
+def severity_bucket(severity: str) -> str:
+    """The `severity` label value of dumont_alerts_active for an alert's severity label as stored."""
+    shown = severity.lower() or "none"  # as the messages show it (channels.formatting.severity)
+    return shown if shown in SEVERITIES[:-1] else "other"
 
 
 class StoreCollector(Collector):
@@ -53,10 +65,12 @@ class StoreCollector(Collector):
         except StorageError:
             pass
         try:
-            active = self.store.active_by_severity()
+            buckets = dict.fromkeys(SEVERITIES, 0)
+            for severity, count in self.store.active_by_severity().items():
+                buckets[severity_bucket(severity)] += count
             family = GaugeMetricFamily(ALERTS_ACTIVE.name, ALERTS_ACTIVE.help, labels=list(ALERTS_ACTIVE.labels))
-            for severity in sorted(set(SEVERITIES) | set(active)):
-                family.add_metric([severity], active.get(severity, 0))
+            for severity, count in buckets.items():
+                family.add_metric([severity], count)
             yield family
         except StorageError:
             pass

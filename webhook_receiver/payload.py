@@ -17,9 +17,16 @@ from webhook_receiver.fingerprint import label_fingerprint
 
 # Alertmanager marks "not resolved yet" with Go's zero time.
 ZERO_TIME = "0001-01-01T00:00:00.000000000Z"
+# ASCII digits only: \d also matches other scripts' digits, which int() reads and RFC3339 does not allow.
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
 STATUSES = ("firing", "resolved")
+# truncatedAlerts: Go sends a uint64, but no group holds 2^31 alerts; the bound keeps sums of it within SQLite's
+# 64-bit integers (a value past 2^63 could not even be stored: it answered 500).
+MAX_TRUNCATED = 2**31 - 1
+# JSON's \ud800 escapes (and json.loads' surrogatepass decoding of raw bytes) can yield lone UTF-16 surrogates:
+# not Unicode, so no UTF-8 encoder (SQLite's, Jinja's page, the email) can write them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MISSING = object()
 
 
@@ -113,10 +120,21 @@ def format_epoch(seconds: float) -> str:
     return _format(moment, f"{fraction:06d}000")
 
 
+def is_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: no lone UTF-16 surrogate, which JSON's escapes can smuggle in."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _not_unicode(where: str) -> PayloadError:
+    return PayloadError(f"{where}: not valid Unicode (a lone UTF-16 surrogate such as \\ud800)")
+
+
 def _field(obj: Mapping[str, Any], key: str, path: str, kind: type, kind_name: str) -> Any:
     value = obj.get(key, _MISSING)
     # JSON decodes to exact types, never subclasses: one identity check (it also keeps bool out of int).
     if type(value) is kind:
+        if kind is str and not is_unicode(value):
+            raise _not_unicode(f"{path}{key}")
         return value
     if value is _MISSING:
         raise PayloadError(f"{path}{key}: required")
@@ -133,6 +151,13 @@ def _string_map(obj: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
     if not all(type(item) is str for item in value.values()):  # JSON gives str, never a subclass
         name, item = next((name, item) for name, item in value.items() if type(item) is not str)
         raise PayloadError(f"{path}{key}.{name}: expected a string, got {_json_type(item)}")
+    # One pass over all names and all values (joined in C); only a map that fails is searched name by name.
+    if not (is_unicode("".join(value)) and is_unicode("".join(value.values()))):
+        for name, item in value.items():
+            if not is_unicode(name):
+                raise _not_unicode(f"{path}{key}: the name {ascii(name)}")
+            if not is_unicode(item):
+                raise _not_unicode(f"{path}{key}.{name}")
     return value
 
 
@@ -197,8 +222,8 @@ def notification_from(obj: Any, cut: BodyCut | None = None) -> Notification:
     if not alerts:
         raise PayloadError("alerts: must not be empty")
     truncated = _field(obj, "truncatedAlerts", "", int, "an integer") if "truncatedAlerts" in obj else 0  # < 0.21
-    if truncated < 0:
-        raise PayloadError("truncatedAlerts: must not be negative")
+    if not 0 <= truncated <= MAX_TRUNCATED:
+        raise PayloadError(f"truncatedAlerts: expected an integer from 0 to {MAX_TRUNCATED}")
     return Notification(
         receiver=_field(obj, "receiver", "", str, "a string"),
         status=_status(obj, ""),

@@ -12,6 +12,7 @@ from gunicorn.app.base import BaseApplication
 from webhook_receiver import create_app
 from webhook_receiver.config import Config
 from webhook_receiver.db import close_store
+from webhook_receiver.http_limits import Limits, worker_class
 from webhook_receiver.logs import KeyValueFormatter
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ class RelayProcess:
             self.process.wait()
 
 
+def _count_slow_client(worker, phase: str) -> None:
+    """Count a connection cut for slowness in the worker's store (`slow_client` counter, by phase)."""
+    app = getattr(worker, "wsgi", None)
+    store = getattr(app, "extensions", {}).get("dumont.store")
+    if store is not None:  # the benchmark's empty endpoint has none
+        store.count("slow_client", phase)
+
+
 class ReceiverServer(BaseApplication):
     """gunicorn embedded: options come from Config, the app from create_app in each worker."""
 
@@ -83,8 +92,13 @@ class ReceiverServer(BaseApplication):
         options = {
             "bind": [config.listen],
             "workers": config.workers,
-            "worker_class": "gthread",
+            # gthread, with each request read by the event loop before a thread takes it (http_limits.py)
+            "worker_class": worker_class(Limits(
+                header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                body_min_rate=config.body_min_rate, send_timeout=config.send_timeout,
+                prebuffer_bytes=config.max_body_bytes, on_cut=_count_slow_client)),
             "threads": config.threads,
+            "worker_connections": config.max_connections // config.workers,
             "keepalive": 30,          # Alertmanager and the benchmark reuse connections
             "timeout": 30,
             "graceful_timeout": 10,

@@ -134,3 +134,16 @@ def make_worker(app):
         return RelayWorker(app.extensions["dumont.store"], app.extensions["dumont.channels"], config,
                            clock=lambda: start, rng=random.Random(7))
     return make
+
+
+@pytest.fixture
+def guarded_app(config_values, tmp_path):
+    """An app whose history pages and API need the token h1st0ry."""
+    token_file = tmp_path / "history_token"
+    token_file.write_text("h1st0ry\n")
+    app = create_app({**config_values, "history_token_file": str(token_file)})
+    app.extensions["dumont.store"].migrate()
+    try:
+        yield app
+    finally:
+        app.extensions["dumont.store"].close()

@@ -184,16 +184,8 @@ def test_html_page_filters_and_pages(client, filled):
 
 
 @pytest.fixture
-def guarded_client(config_values, tmp_path):
-    """A client of an app whose history needs the token h1st0ry."""
-    token_file = tmp_path / "history_token"
-    token_file.write_text("h1st0ry\n")
-    app = create_app({**config_values, "history_token_file": str(token_file)})
-    app.extensions["dumont.store"].migrate()
-    try:
-        yield app.test_client()
-    finally:
-        app.extensions["dumont.store"].close()
+def guarded_client(guarded_app):
+    return guarded_app.test_client()
 
 
 def test_history_token(guarded_client):

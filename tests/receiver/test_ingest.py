@@ -36,7 +36,7 @@ def test_resolution_is_a_new_state_change(post, store, client):
     response = post(notification(alert(status="resolved")))
     assert response.get_json()["new"] == 1
     assert counts(store)["events"] == 2
-    assert client.get("/api/v1/alerts").get_json() == {"alerts": []}
+    assert client.get("/api/v1/alerts").get_json() == {"alerts": [], "next_cursor": None}
 
 
 def test_alert_firing_again_with_its_old_start_is_a_new_episode(post, store, client):
@@ -48,18 +48,22 @@ def test_alert_firing_again_with_its_old_start_is_a_new_episode(post, store, cli
     assert [a["labels"]["machine_id"] for a in client.get("/api/v1/alerts").get_json()["alerts"]] == ["gpu-1"]
     resolved_again = post(notification(alert(status="resolved", ends="2024-05-01T10:20:00Z")))
     assert resolved_again.get_json()["new"] == 1
-    assert client.get("/api/v1/alerts").get_json() == {"alerts": []}
+    assert client.get("/api/v1/alerts").get_json() == {"alerts": [], "next_cursor": None}
     assert counts(store) == {"notifications": 4, "events": 4, "outbox": 4, "alerts": 1}
 
 
-def test_retried_episode_after_a_re_fire_is_a_duplicate(post, store):
+def test_retried_episode_after_a_re_fire_is_a_duplicate(post, store, client):
     post(notification(alert()))
     resolved = notification(alert(status="resolved", ends="2024-05-01T10:05:00Z"))
     post(resolved)
     post(notification(alert()))
     assert post(notification(alert())).get_json()["duplicates"] == 1   # the re-fire, retried
-    assert post(resolved).get_json()["duplicates"] == 1                # the first resolution, again
-    assert counts(store)["events"] == 3
+    # The first resolution again closes the re-fire: it cannot be told from the HA peer's late copies of the
+    # firing and the resolution (test_state_sequences), which must not leave the alert firing for ever.
+    assert post(resolved).get_json()["new"] == 1
+    assert post(resolved).get_json()["duplicates"] == 1                # and again: nothing more
+    assert client.get("/api/v1/alerts").get_json()["alerts"] == []
+    assert counts(store)["events"] == 4
 
 
 def test_same_notification_twice_is_stored_once(post, store):

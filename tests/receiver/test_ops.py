@@ -6,6 +6,7 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import catalog
 from webhook_receiver import create_app
 from webhook_receiver.store import sqlite as sqlite_store
 from webhook_receiver.store import sqlite_relay
@@ -46,6 +47,17 @@ def test_metrics_values(client, post, make_worker, slack, store):
     assert ("dumont_receiver_outbox_depth", (("channel", "slack-oncall"),)) not in after
 
 
+def test_the_receivers_catalog_metrics_are_exposed_with_their_labels(client, slack, make_worker):
+    # Rules read these (rules_src/meta.yaml: ReceiverChannelFailing): exporter.catalog.RECEIVER promises them.
+    make_worker().run_once(time.time())
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    for spec in catalog.RECEIVER:
+        assert spec.name in families, spec.name
+        assert families[spec.name].type == spec.type
+        series = families[spec.name].samples
+        assert series and all(set(sample.labels) == set(spec.labels) for sample in series), series
+
+
 def test_healthy_and_ready(client):
     assert client.get("/-/healthy").status_code == 200
     ready = client.get("/-/ready")
@@ -57,16 +69,16 @@ def test_not_ready_before_migrations(config_values, tmp_path):
     try:
         response = app.test_client().get("/-/ready")
         assert response.status_code == 503
-        assert "schema is version 0, expected 5" in response.get_data(as_text=True)
+        assert f"schema is version 0, expected {migrations.latest()}" in response.get_data(as_text=True)
         assert app.test_client().get("/-/healthy").status_code == 200
     finally:
         app.extensions["dumont.store"].close()
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == 5
-    assert store.migrate() == 5
-    assert store.schema_version() == 5
+    assert store.migrate() == migrations.latest()
+    assert store.migrate() == migrations.latest()
+    assert store.schema_version() == migrations.latest()
 
 
 def page_size(path) -> int:
@@ -115,7 +127,7 @@ def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values
     conn.close()
     app = create_app({**config_values, "database": str(path)})
     try:
-        assert app.extensions["dumont.store"].migrate() == 5
+        assert app.extensions["dumont.store"].migrate() == migrations.latest()
         assert page_size(path) == 4096  # an existing database keeps its page size, and works
         client = app.test_client()
         assert [e["id"] for e in client.get("/api/v1/history").get_json()["entries"]] == [7]

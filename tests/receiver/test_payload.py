@@ -51,7 +51,7 @@ def _without(body, *path):
     (lambda b: {**b, "alerts": []}, "alerts: must not be empty"),
     (lambda b: {**b, "alerts": {}}, "alerts: expected an array, got object"),
     (lambda b: {**b, "commonLabels": {"x": 1}}, "commonLabels.x: expected a string, got number"),
-    (lambda b: {**b, "truncatedAlerts": -1}, "truncatedAlerts: must not be negative"),
+    (lambda b: {**b, "truncatedAlerts": -1}, "truncatedAlerts: expected an integer from 0 to 2147483647"),
     (lambda b: (b["alerts"][2].update(fingerprint=""), b)[1], "alerts[2].fingerprint: must not be empty"),
     (lambda b: (b["alerts"][2].update(fingerprint=7), b)[1], "alerts[2].fingerprint: expected a string, got number"),
     (lambda b: {**b, "groupLabels": None}, "groupLabels: expected an object, got null"),

@@ -19,20 +19,26 @@ def build_email(message: Message, sender: str, to: list[str], max_bytes: int = M
     """A multipart/alternative email for `message`; a digest, or details over `max_bytes`, become a summary."""
     if not message.digest:
         mail = _envelope(message, sender, to)
-        mail.set_content(_detail_text(message))
-        mail.add_alternative(_detail_html(message), subtype="html")
+        mail.set_content(fmt.printable(_detail_text(message)))
+        mail.add_alternative(fmt.printable(_detail_html(message)), subtype="html")
         if len(mail.as_bytes(policy=policy.SMTP)) <= max_bytes:  # as sent: CRLF line ends
             return mail
     title = "Alert storm" if message.digest else TOO_LARGE
     mail = _envelope(message, sender, to)
-    mail.set_content(_summary_text(message, title))
-    mail.add_alternative(_summary_html(message, title), subtype="html")
+    # printable(): a lone surrogate stored before ingest refused them would fail every attempt to encode the mail.
+    mail.set_content(fmt.printable(_summary_text(message, title)))
+    mail.add_alternative(fmt.printable(_summary_html(message, title)), subtype="html")
     return mail
+
+
+def _url_text(url: str) -> str:
+    """A URL in the plain-text part: as it is when it is a web link, else shown so no mail client links it."""
+    return url if fmt.web_url(url) else fmt.shown_url(url)
 
 
 def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = fmt.message_headline(message)
+    mail["Subject"] = fmt.printable(fmt.message_headline(message))
     mail["From"] = sender
     mail["To"] = ", ".join(to)
     mail["Date"] = formatdate(usegmt=True)
@@ -45,6 +51,9 @@ def _left_out(message: Message) -> list[str]:
     return [fmt.left_out_line(message), ""] if message.left_out else []
 
 
+_LINKS = ("Runbook", "Source")  # the facts that are URLs: links in the HTML part when they are web links
+
+
 def _facts(event: AlertEvent) -> list[tuple[str, str]]:
     """(label, value) lines both parts show for one alert."""
     facts = [("Machine", fmt.machine(event)), ("Value", event.annotations.get("value", ""))]
@@ -54,7 +63,7 @@ def _facts(event: AlertEvent) -> list[tuple[str, str]]:
         facts.append(("Resolved", event.ends_at or ""))
     facts.append(("Runbook", event.annotations.get("runbook_url", "")))
     facts.append(("Source", event.generator_url))
-    return [(label, value) for label, value in facts if value]
+    return [(label, _url_text(value) if label in _LINKS else value) for label, value in facts if value]
 
 
 def _state(event: AlertEvent) -> str:
@@ -68,7 +77,7 @@ def _detail_text(message: Message) -> str:
         parts.append(fmt.summary_text(event))
         parts += [f"{label}: {value}" for label, value in _facts(event)]
         parts.append("")
-    parts.append(f"History: {message.history_url}")
+    parts.append(f"History: {_url_text(message.history_url)}")
     return "\n".join(parts) + "\n"
 
 
@@ -80,25 +89,33 @@ def _summary_text(message: Message, title: str) -> str:
     if s.hidden_groups:
         parts.append(f"  - ... and {s.hidden_groups} more alert names")
     parts += ["", "Examples:"] + [f"  - {fmt.example_line(e)}" for e in s.examples]
-    parts += ["", f"Every alert, in full: {message.history_url}"]
+    parts += ["", f"Every alert, in full: {_url_text(message.history_url)}"]
     return "\n".join(parts) + "\n"
 
 
 _PAGE = (
     '<!doctype html><html><body style="font-family:Helvetica,Arial,sans-serif;font-size:14px;color:#1d1c1d">'
     "<h2 style=\"font-size:18px\">{title}</h2>{left_out}{body}"
-    '<p><a href="{history}">Alert history</a></p></body></html>'
+    "<p>{history}</p></body></html>"
 )
 
 
 def _page(message: Message, body: str) -> str:
     left_out = f"<p><i>{escape(fmt.left_out_line(message))}</i></p>" if message.left_out else ""
     return _PAGE.format(title=escape(fmt.message_headline(message)), left_out=left_out, body=body,
-                        history=escape(message.history_url))
+                        history=_link_html(message.history_url, "Alert history"))
+
+
+def _link_html(url: str, text: str) -> str:
+    """An <a> to `url` when it is an http(s) URL; otherwise `text` and the URL as shown text, never a link."""
+    if fmt.web_url(url):
+        return f'<a href="{escape(url)}">{escape(text)}</a>'
+    return f"{escape(text)}: {escape(fmt.shown_url(url))}"
 
 
 def _value_html(label: str, value: str) -> str:
-    if label in ("Runbook", "Source"):
+    # `value` is already _url_text()'s: a URL that is no web link arrives as shown text and stays text.
+    if label in _LINKS and fmt.web_url(value):
         return f'<a href="{escape(value)}">{escape(value)}</a>'
     return escape(value)
 

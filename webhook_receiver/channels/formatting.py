@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import heapq
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from .model import AlertEvent, Message, StormSummary
 
@@ -17,6 +19,33 @@ UNKNOWN_COLOUR = "#808080"
 EXAMPLES = 5  # how many alerts a summary shows by name
 GROUPS = 10  # how many alertname/severity lines a summary shows
 LINE_CHARS = 150  # a summary line longer than this is clipped, visibly
+
+
+# A link only to the web: a `javascript:` or `data:` runbook_url from an annotation must never become one.
+WEB_SCHEMES = ("http", "https")
+_URL_BREAKERS = re.compile(r"[\x00-\x20\x7f\\]")  # browsers drop or reinterpret these inside a URL
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def web_url(url: str | None) -> str | None:
+    """`url` when it is an absolute http(s) URL with a host and nothing a browser would reinterpret, else None."""
+    if not url or _URL_BREAKERS.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return None
+    return url if parts.scheme.lower() in WEB_SCHEMES and parts.netloc else None
+
+
+def shown_url(url: str) -> str:
+    """How a URL that is no web link is shown as text: its first colon bracketed, so no client links it."""
+    return url.replace(":", "[:]", 1)
+
+
+def printable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (not Unicode, so no encoder writes it) replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def alertname(event: AlertEvent) -> str:

@@ -1,9 +1,18 @@
 """The values passed between the receiver's pipeline and its notification channels."""
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Protocol
+
+# Retry-After as delay-seconds (RFC 9110 10.2.3 says digits; a fraction or an exponent is read too, so `1e9`
+# is a long wait rather than garbage) and the named infinities, which mean "wait as long as you allow".
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_INFINITE = ("inf", "+inf", "infinity", "+infinity")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,41 @@ class SendResult:
     retry_after: float | None = None  # seconds the channel asked us to wait
     permanent: bool = False  # retrying cannot help
     detail: str = ""  # short, secret-free outcome for the history
+
+
+def parse_retry_after(value: str | None, now: float, cap: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP date), in [0, cap]; None if unusable.
+
+    Garbage, a negative number and `nan` are no Retry-After at all (the answer is then an ordinary failure);
+    a huge number, `inf` or a date further ahead than `cap` is `cap`; a date in the past is 0 (now).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELAY.fullmatch(text):
+        seconds = float(text)  # digits only: finite or, for absurd exponents, inf (capped below)
+    elif text.lower() in _INFINITE:
+        seconds = math.inf
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # asctime() dates carry no zone: RFC 9110 dates are all GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = max(when.timestamp() - now, 0.0)
+    return clamp_delay(seconds, cap)
+
+
+def clamp_delay(seconds: float | None, cap: float) -> float | None:
+    """`seconds` bounded to [0, cap]; None for None, nan or a negative number."""
+    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return float(min(seconds, cap))
 
 
 class Channel(Protocol):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,8 +16,10 @@ class RateLimiter:
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_back_off: float = 86400.0,
     ) -> None:
         self.interval = interval
+        self.max_back_off = max_back_off  # no back-off outlasts this, whatever a caller passes (inf included)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -40,7 +43,10 @@ class RateLimiter:
         return None
 
     def back_off(self, key: str, seconds: float) -> None:
-        """Refuse slots for `key` for the next `seconds` (the server's Retry-After)."""
+        """Refuse slots for `key` for the next `seconds` (the server's Retry-After); nan or negative is ignored."""
+        if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds <= 0:
+            return  # a back-off that cannot be compared would block the key for ever (nan) or never
+        seconds = min(seconds, self.max_back_off)
         key = _digest(key)
         with self._lock:
             until = self._clock() + seconds

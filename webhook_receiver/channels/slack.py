@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
+import time
 
 import requests
 
-from .model import Message, SendResult
+from .model import Message, SendResult, parse_retry_after
 from .ratelimit import SLACK_LIMITER, RateLimiter
 from .secrets import SecretError, read_secret
 from .slack_format import build_payload
+
+_DIGITS = re.compile(r"[0-9]+")
+MAX_RETRY_AFTER = 3600.0  # the default defer_limit: a Retry-After longer than the relay waits is not believed
 
 
 class SlackChannel:
@@ -25,6 +31,7 @@ class SlackChannel:
         channel: str | None = None,
         timeout: float = 10.0,
         limiter: RateLimiter = SLACK_LIMITER,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self.name = name
         self.webhook_url_file = webhook_url_file
@@ -32,6 +39,8 @@ class SlackChannel:
         self.channel = channel
         self.timeout = timeout
         self.limiter = limiter
+        # The longest Retry-After believed; the relay sets it to its defer_limit (RelayWorker).
+        self.max_retry_after = max_retry_after
         _hide_request_paths()
 
     def send(self, message: Message) -> SendResult:
@@ -64,11 +73,7 @@ class SlackChannel:
         if 200 <= status < 300:
             return SendResult(ok=True, detail=f"HTTP {status}")
         if status == 429:
-            retry_after = _seconds(response.headers.get("Retry-After"))
-            if retry_after is not None:
-                self.limiter.back_off(url, retry_after)
-            wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
-            return SendResult(ok=False, retry_after=retry_after, detail=f"HTTP 429{wait}")
+            return self._rate_limited(url, response.headers.get("Retry-After"))
         if status >= 500:
             return SendResult(ok=False, detail=f"HTTP {status}")
         # Slack names the problem in the body: invalid_payload, no_service, channel_is_archived, ...
@@ -76,12 +81,30 @@ class SlackChannel:
         return SendResult(ok=False, permanent=True, detail=f"HTTP {status} {body}".rstrip())
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if seconds is not None else None
+    def _rate_limited(self, url: str, header: str | None) -> SendResult:
+        """A 429: its Retry-After validated (see parse_retry_after) and capped at max_retry_after."""
+        now = time.time()
+        asked = parse_retry_after(header, now, math.inf)
+        if asked is None:
+            # Garbage, negative or nan: an ordinary failure that uses an attempt, never a wait Slack asked for
+            said = f" (unusable Retry-After {_quote(header)!r})" if header is not None else ""
+            return SendResult(ok=False, detail=f"HTTP 429{said}")
+        retry_after = min(asked, self.max_retry_after)
+        self.limiter.back_off(url, retry_after)
+        capped = f" capped to {retry_after:g}s" if asked > retry_after else ""
+        if _DIGITS.fullmatch(header.strip()):
+            shown = f"{asked:g}s"
+        else:  # a date, an exponent, inf: what Slack said, then what it means
+            shown = f"{_quote(header)!r}" + (f" = {asked:.0f}s" if math.isfinite(asked) else "")
+        return SendResult(ok=False, retry_after=retry_after, detail=f"HTTP 429 (Retry-After {shown}{capped})")
+
+
+
+
+def _quote(header: str) -> str:
+    """A header value shortened for the history (a hostile server chooses it)."""
+    text = " ".join(header.split())
+    return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,13 +16,17 @@ MAX_TOTAL_CHARS = 12000
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    """Escape the three characters Slack's mrkdwn treats as control characters (so `<!channel>` is text)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def link(url: str, label: str) -> str:
-    """A mrkdwn link."""
-    return f"<{escape(url)}|{escape(label)}>"
+    """A mrkdwn link when `url` is an http(s) URL; any other is shown as text, never linked."""
+    target = fmt.web_url(url)
+    if target is None:
+        return f"{escape(label)}: {escape(fmt.clip(fmt.shown_url(url)))}"
+    # `|` ends the URL part of a link: a URL holding one would give the rest as the label.
+    return f"<{escape(target.replace('|', '%7C'))}|{escape(label)}>"
 
 
 def build_payload(message: Message, channel: str | None = None) -> dict[str, Any]:
@@ -32,7 +36,18 @@ def build_payload(message: Message, channel: str | None = None) -> dict[str, Any
         payload = _summary(message)
     if channel:
         payload["channel"] = channel
-    return payload
+    return _printable(payload)
+
+
+def _printable(value: Any) -> Any:
+    """`value` with every string printable (fmt.printable): Slack refuses JSON holding a lone surrogate."""
+    if isinstance(value, str):
+        return fmt.printable(value)
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
 
 
 def _header(message: Message) -> str:
@@ -69,7 +84,8 @@ def _attachment(event: AlertEvent) -> dict[str, Any]:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
     return {
         "color": fmt.colour(event),
-        "fallback": f"{state} {fmt.alertname(event)}: {fmt.summary_text(event)}",
+        # Shown in notifications and by clients without blocks: Slack parses it like any text field.
+        "fallback": escape(f"{state} {fmt.alertname(event)}: {fmt.summary_text(event)}"),
         "blocks": blocks,
     }
 
@@ -114,7 +130,7 @@ def _summary(message: Message) -> dict[str, Any]:
         "attachments": [
             {
                 "color": fmt.colour_of(s),
-                "fallback": f"{title}: {fmt.count(s.total, 'alert')}",
+                "fallback": escape(f"{title}: {fmt.count(s.total, 'alert')}"),
                 "blocks": [_section("\n".join(lines))],
             }
         ],

@@ -1,7 +1,15 @@
-"""The outbox worker: delivers queued state changes through the channels, retries, folds storms into digests."""
+"""The outbox worker: delivers queued state changes through the channels, retries, folds storms into digests.
+
+Each channel is delivered on its own (RelayWorker.deliver): in `run_forever` by a thread of its own (see
+relay/runner.py), so a hanging or failing channel holds back nothing but itself. Everything a channel answers
+is validated before it is stored, and a message whose handling raises is marked with the error and skipped.
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import random
 import threading
 import time
@@ -13,140 +21,254 @@ from webhook_receiver.channels.model import Channel, ChannelSet, Message, SendRe
 from webhook_receiver.config import Config
 from webhook_receiver.deadman import Deadman
 from webhook_receiver.payload import format_epoch
-from webhook_receiver.store.base import DELIVERED, FAILED, PENDING, OutboxItem, RowUpdate, StorageError, Store
+from webhook_receiver.relay.health import CHANNEL_PREFIX, HEARTBEAT_KEY, ChannelHealth
+from webhook_receiver.relay.verdict import safe_text, verdict
+from webhook_receiver.store.base import PENDING, OutboxItem, RowUpdate, StorageError, Store
 
 log = logging.getLogger(__name__)
 # State changes one digest speaks for at most: a storm larger than this becomes one digest per pass, and
 # the relay never holds an unbounded backlog in memory.
 DIGEST_MAX = 5000
+_UNRECORDABLE = "the relay could not record this attempt's outcome"
 
 
 class RelayWorker:
-    """Runs one relay pass at a time; exactly one worker may run per database."""
+    """Delivers the outbox; exactly one worker may run per database."""
 
     def __init__(self, store: Store, channels: ChannelSet, config: Config,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None):
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.store = store
         self.channels = channels
         self.config = config
         self.clock = clock
+        self.monotonic = monotonic
         self.rng = rng or random.Random()
-        self.deadman = Deadman(store, channels.deadman, clock()) if channels.deadman else None
+        self._rng_lock = threading.Lock()  # channel threads share it
+        self.started_at = clock()
+        self.deadman = Deadman(store, channels.deadman, self.started_at, monotonic()) if channels.deadman else None
+        # The channels this worker delivers; rows queued for any other name are failed (see housekeeping).
+        self.deliverable = {name: channel for name, channel in channels.channels.items()
+                            if channel.type != "heartbeat"}
+        for channel in self.deliverable.values():
+            if hasattr(channel, "max_retry_after"):  # a Retry-After is never believed past defer_limit
+                channel.max_retry_after = min(channel.max_retry_after, config.defer_limit)
         self._next_prune = 0.0
-        # Outcomes of sends whose recording failed; written before anything else is claimed.
-        self._unrecorded: list[tuple] = []
+        # Outcomes of sends whose recording failed, per channel; written before that channel claims anything.
+        self._unrecorded: dict[str, list[tuple]] = {name: [] for name in self.deliverable}
+        # Wall time each channel's last delivery pass ended; every key is there from the start, so the
+        # heartbeat's copy never races a channel thread adding one.
+        self.pass_at: dict[str, float] = dict.fromkeys(self.deliverable, self.started_at)
         store.become_relay()
+        saved = store.state_items(CHANNEL_PREFIX)
+        self.health = {name: ChannelHealth.from_json(saved.get(CHANNEL_PREFIX + name)) for name in self.deliverable}
         # Rows a previous relay claimed but never finished (it crashed mid-send) are due again.
         released = store.release_claims()
         if released:
             log.warning("relay.released_claims rows=%d", released)
 
+    # -- passes
     def run_once(self, now: float) -> int:
-        """One pass at time `now`: dead man's switch, every due delivery, pruning; messages sent."""
-        self._record_unrecorded()
-        if self.deadman:
-            self.deadman.check(now)
-        self.store.apply_intake()
+        """One whole pass at time `now`, each part on its own: housekeeping, every channel, pruning; messages sent.
+
+        A part that fails is logged and the others still run; a StorageError is raised at the end.
+        """
+        failed: list[BaseException] = []
+        self._guarded("housekeeping", failed, self.housekeeping, now, pending=False)
         sent = 0
-        for name, due in sorted(self.store.due_counts(now).items()):
-            sent += self._deliver_channel(name, due, now)
-        self.store.checkpoint()
+        due = self._guarded("due counts", failed, self.store.due_counts, now) or {}
+        self._guarded("undeliverable", failed, self.fail_undeliverable, now, due)
+        for name in sorted(self.deliverable):
+            sent += self._guarded(f"channel {name}", failed, self.deliver, name, now, due.get(name, 0)) or 0
         if now >= self._next_prune:
-            removed = self.store.prune(now - self.config.retention)
-            if removed:
-                log.info("relay.pruned rows=%d", removed)
+            self._guarded("prune", failed, self.prune, now)
             self._next_prune = now + self.config.prune_interval
+        self._guarded("heartbeat", failed, self.beat, now)
+        storage = [exc for exc in failed if isinstance(exc, StorageError)]
+        if storage:
+            raise storage[0]
         return sent
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Pass after pass until `stop` is set; a storage hiccup waits for the next pass."""
-        log.info("relay.started channels=%s", ",".join(sorted(self.channels.channels)))
-        while not stop.is_set():
-            try:
-                self.run_once(self.clock())
-            except StorageError as exc:
-                log.error("relay.pass_failed error=%r", str(exc))
-            stop.wait(self.config.relay_interval)
-        log.info("relay.stopped")
+        """Deliver until `stop` is set: a thread per channel, one for pruning, housekeeping in this one."""
+        from webhook_receiver.relay.runner import run_threads  # the threads' loops live apart
+        run_threads(self, stop)
 
-    def _deliver_channel(self, name: str, due: int, now: float) -> int:
-        channel = self.channels.channels.get(name)
-        if channel is None or channel.type == "heartbeat":
-            # Queued before the channels file changed: nothing can deliver it, say so in the history.
+    def housekeeping(self, now: float, pending: bool = True) -> bool:
+        """Apply the intake, run the dead man's switch, fail rows no channel delivers, checkpoint.
+
+        Whether anything new was queued (the channels have work sooner than their next turn).
+        """
+        moved = self.store.apply_intake()
+        flipped = self.deadman.check(now, self.monotonic()) if self.deadman else None
+        if flipped:
+            moved += self.store.apply_intake()
+        if pending:  # run_once counts the due rows itself; rows of unknown channels need the count
+            self.fail_undeliverable(now)
+        self.store.checkpoint()
+        return bool(moved)
+
+    def fail_undeliverable(self, now: float, due: dict[str, int] | None = None) -> None:
+        """Rows queued for a channel that is not (or no longer) configured for delivery: failed, saying so."""
+        for name in sorted(set(self.store.due_counts(now) if due is None else due) - set(self.deliverable)):
             items = self.store.claim(name, now, None)
-            self._finish(name, items, SendResult(False, permanent=True, detail=f"channel {name!r} is not"
-                                                 " configured for delivery"), now, digest=False)
-            return 0
+            result = SendResult(False, permanent=True, detail=f"channel {name!r} is not configured for delivery")
+            self._finish(name, items, result, now, digest=False, count_health=False)
+
+    def beat(self, now: float) -> None:
+        """Store the relay's heartbeat: this pass, and when each channel's last delivery pass ended."""
+        self.store.set_state({HEARTBEAT_KEY: _json({"pid": os.getpid(), "started_at": self.started_at, "at": now,
+                                                    "channels": dict(self.pass_at)})})
+
+    def prune(self, now: float) -> None:
+        """Delete finished history older than `retention`."""
+        removed = self.store.prune(now - self.config.retention)
+        if removed:
+            log.info("relay.pruned rows=%d", removed)
+
+    def deliver(self, name: str, now: float, due: int | None = None) -> int:
+        """One delivery pass of one channel: its unrecorded outcomes, then what is due; messages sent."""
+        self._record_unrecorded(name)
+        if due is None:
+            due = self.store.due_counts(now).get(name, 0)
+        sent = self._deliver_channel(name, due, now) if due else 0
+        self.pass_at[name] = now
+        return sent
+
+    def _guarded(self, part: str, failed: list, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # one part's failure must not stop the others
+            failed.append(exc)
+            if isinstance(exc, StorageError):
+                log.error("relay.part_failed part=%s error=%r", part, str(exc))
+            else:
+                log.exception("relay.part_raised part=%s", part)
+            return None
+
+    # -- one channel
+    def _deliver_channel(self, name: str, due: int, now: float) -> int:
+        channel = self.deliverable[name]
         if due > self.config.storm_threshold:
             # Counted in the database: decoding thousands of rows' labels for a 20-line summary cost the
             # relay ~80 us an alert, on the cores the webhooks of the same storm need.
             items, groups, examples = self.store.claim_digest(name, now, DIGEST_MAX, fmt.EXAMPLES, fmt.SEVERITIES)
             if not items:
                 return 0
-            return int(self._send(channel, items, now, digest=True, summary=fmt.summarize_groups(groups, examples)))
+            return int(self._send_digest(channel, items, groups, examples, now))
         sent = 0
         while sent * self.config.batch_size < due:
             items = self.store.claim(name, now, self.config.batch_size)
             if not items:
                 break
-            ok = self._send(channel, items, now, digest=False)
+            unreadable = [item for item in items if item.error is not None]
+            for item in unreadable:  # failed alone, with the error: nothing can send them
+                self._finish(name, [item], SendResult(False, permanent=True, detail=item.error), now,
+                             digest=False, count_health=False)
+            items = [item for item in items if item.error is None]
+            ok = self._send_batch(channel, items, now) if items else True
             sent += 1
             if not ok:
                 break  # the rest waits for this channel's backoff
         return sent
 
-    def _send(self, channel: Channel, items: Sequence[OutboxItem], now: float, digest: bool,
-              summary: StormSummary | None = None) -> bool:
+    def _send_batch(self, channel: Channel, items: Sequence[OutboxItem], now: float) -> bool:
+        result, raised = self._attempt(channel, lambda: self._message(channel.name, items, None, False))
+        if raised and len(items) > 1:
+            # One message that cannot be built or sent must not hold back the others: each alone, now.
+            return all([self._send_batch(channel, [item], now) for item in items])
+        self._finish(channel.name, items, result, now, digest=False)
+        return result.ok
+
+    def _send_digest(self, channel: Channel, items: Sequence[OutboxItem], groups, examples, now: float) -> bool:
+        summary = None
+
+        def build() -> Message:
+            nonlocal summary
+            summary = fmt.summarize_groups(groups, examples)
+            return self._message(channel.name, items, summary, True)
+
+        result, raised = self._attempt(channel, build)
+        if raised and summary is not None and summary.examples:
+            # An example the channel cannot render: the digest's counts still go out, without examples.
+            bare = dataclasses.replace(summary, examples=())
+            result, _ = self._attempt(channel, lambda: self._message(channel.name, items, bare, True))
+        self._finish(channel.name, items, result, now, digest=True)
+        return result.ok
+
+    def _attempt(self, channel: Channel, build: Callable[[], Message]) -> tuple[SendResult, bool]:
+        """Build and send one message; the result, and whether building or sending raised."""
+        try:
+            message = build()
+            result = channel.send(message)
+            if not isinstance(result, SendResult):
+                raise TypeError(f"send() returned {type(result).__name__}, not a SendResult")
+            return result, False
+        except Exception as exc:  # the contract says send() never raises; the relay must outlive a bug
+            log.exception("relay.channel_raised channel=%s", channel.name)
+            # Only the type: an exception's text may quote a secret (a webhook URL); the log has the rest.
+            return SendResult(False, detail=f"the relay could not send it: {type(exc).__name__} (see its log)"), True
+
+    def _message(self, name: str, items: Sequence[OutboxItem], summary: StormSummary | None,
+                 digest: bool) -> Message:
         # Per group, the newest post's cut (items are oldest first): a later post of a group, or a retry,
         # counts the same left-out alerts again.
         newest = {item.group_key: item for item in items}.values()
         limits = [item.cut_max_body_bytes for item in newest if item.cut_max_body_bytes]
         events = summary.examples if summary is not None else tuple(item.event for item in items)
-        message = Message(channel.name, events, self._history_url(channel.name, items, digest), digest,
-                          left_out=sum(item.truncated_alerts for item in newest), summary=summary,
-                          cut_by_receiver=sum(item.cut_alerts for item in newest),
-                          max_body_bytes=min(limits) if limits else None)
-        try:
-            result = channel.send(message)
-        except Exception as exc:  # the contract says send() never raises; the relay must outlive a bug
-            log.exception("relay.channel_raised channel=%s", channel.name)
-            result = SendResult(False, detail=f"channel raised {type(exc).__name__}")
-        self._finish(channel.name, items, result, now, digest)
-        log.info("relay.send channel=%s events=%d digest=%s ok=%s detail=%r", channel.name, len(items),
-                 digest, result.ok, result.detail)
-        return result.ok
+        return Message(name, events, self._history_url(name, items, digest), digest,
+                       left_out=sum(item.truncated_alerts for item in newest), summary=summary,
+                       cut_by_receiver=sum(item.cut_alerts for item in newest),
+                       max_body_bytes=min(limits) if limits else None)
 
+    # -- outcomes
     def _finish(self, name: str, items: Sequence[OutboxItem], result: SendResult, now: float,
-                digest: bool) -> None:
-        if items:
-            # One jitter per send: rows that failed together in one message are retried together in one.
+                digest: bool, count_health: bool = True) -> None:
+        if not items:
+            return
+        detail = safe_text(result.detail)
+        # Past max_attempts a row is re-sent only while its alert fires, up to give_up_after: ask once.
+        exhausted = [item.id for item in items if item.attempts + 1 >= self.config.max_attempts]
+        facts: dict[int, tuple[float, bool]] = {}
+        if exhausted and not result.ok and not result.permanent:
+            try:
+                facts = self.store.resend_facts(exhausted)
+            except StorageError:  # the send happened: its outcome must be kept; unsure, keep trying
+                facts = {row: (now, True) for row in exhausted}
+        with self._rng_lock:  # one jitter per send: rows that failed together are retried together
             jitter = 0.5 + self.rng.random() / 2
-            self._unrecorded.append((name, now, result.ok, digest, result.detail,
-                                     [self._verdict(item, result, now, jitter) for item in items]))
-            self._record_unrecorded()
+        updates = [verdict(item, result, now, jitter, facts.get(item.id), self.config) for item in items]
+        state = {}
+        if count_health and name in self.health and (result.ok or any(u.counted for u in updates)):
+            health = self.health[name]
+            health.record(result.ok, now, detail)
+            state[CHANNEL_PREFIX + name] = health.to_json()
+        self._unrecorded.setdefault(name, []).append((name, now, result.ok, digest, detail, updates, state))
+        self._record_unrecorded(name)
+        log.info("relay.send channel=%s events=%d digest=%s ok=%s detail=%r", name, len(items), digest,
+                 result.ok, detail)
 
-    def _record_unrecorded(self) -> None:
-        """Write the outcomes not yet stored; until they are, their rows stay claimed and are not sent again."""
-        while self._unrecorded:
-            self.store.finish(*self._unrecorded[0])  # StorageError: kept for the next pass
-            self._unrecorded.pop(0)
-
-    def _verdict(self, item: OutboxItem, result: SendResult, now: float, jitter: float) -> RowUpdate:
-        if result.ok:
-            return RowUpdate(item.id, DELIVERED, now)
-        if (result.retry_after is not None and not result.permanent
-                and now - item.received_at < self.config.defer_limit):
-            # The channel said when to come back (Slack's 429 Retry-After): rate limiting in a storm must
-            # not use up the attempts meant for failures. Past defer_limit it counts, so it cannot go on forever.
-            return RowUpdate(item.id, PENDING, now + result.retry_after, counted=False)
-        attempts = item.attempts + 1
-        if result.permanent or attempts >= self.config.max_attempts:
-            return RowUpdate(item.id, FAILED, now)
-        delay = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempts - 1))
-        delay *= jitter  # so that messages failed at once do not all retry at once
-        if result.retry_after:
-            delay = max(delay, result.retry_after)
-        return RowUpdate(item.id, PENDING, now + delay)
+    def _record_unrecorded(self, name: str) -> None:
+        """Write `name`'s outcomes not yet stored; until they are, their rows stay claimed and are not sent again."""
+        queue = self._unrecorded.get(name, [])
+        while queue:
+            try:
+                self.store.finish(*queue[0])  # StorageError: kept for the next pass
+            except StorageError:
+                raise
+            except Exception:
+                # Not the database being busy: this outcome can never be written. Its rows are due again
+                # (a second send beats none), so the channel is not blocked behind it for ever.
+                log.exception("relay.outcome_unrecordable channel=%s", name)
+                _, now, _, digest, detail, updates, _ = queue[0]
+                if detail == _UNRECORDABLE:  # even the plain version failed: the next relay releases them
+                    queue.pop(0)
+                    continue
+                queue[0] = (name, now, False, digest, _UNRECORDABLE,
+                            [RowUpdate(u.id, PENDING, now + self.config.backoff_initial, counted=False)
+                             for u in updates], {})
+                continue
+            queue.pop(0)
 
     def _history_url(self, channel: str, items: Sequence[OutboxItem], digest: bool) -> str:
         base = self.config.external_url.rstrip("/")
@@ -156,3 +278,7 @@ class RelayWorker:
         if digest:
             params["until"] = format_epoch(max(i.received_at for i in items) + 1e-6)
         return f"{base}/?{urlencode(params)}"
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=False)

@@ -38,6 +38,7 @@ class OutboxItem:
     truncated_alerts: int = 0     # alerts of that group left out of the post: by Alertmanager (max_alerts), the receiver
     cut_alerts: int = 0           # of those, how many the receiver cut (the post was over max_body_bytes)
     cut_max_body_bytes: int | None = None  # the receiver's limit that post passed
+    error: str | None = None      # the row could not be read into an event (event None): it is failed, not sent
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RowUpdate:
     state: str          # PENDING (retry at due_at), DELIVERED or FAILED
     due_at: float
     counted: bool = True  # uses up one of the row's attempts (a deferral the channel asked for does not)
+    detail: str | None = None  # this row's own outcome text (None: the attempt's detail)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,13 @@ class Store(abc.ABC):
         """Alerts whose newest known state is firing."""
 
     @abc.abstractmethod
+    def active_alerts_page(self, limit: int, after: tuple[str, int] | None,
+                           clip: int) -> tuple[list[dict], tuple[str, int] | None]:
+        """Up to `limit` firing alerts after position `after` (startsAt, event id), newest startsAt first, and the
+        position of the last one when more follow (else None). Each annotation longer than `clip` characters is
+        cut to `clip` and ends in "…"; `annotations_clipped` maps each cut one to its full length."""
+
+    @abc.abstractmethod
     def timeline(self, fingerprint: str) -> list[dict]:
         """Every stored state change of one alert, oldest first, with each delivery attempt."""
 
@@ -160,8 +169,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def finish(self, channel: str, now: float, ok: bool, digest: bool, detail: str,
-               updates: Sequence[RowUpdate]) -> None:
-        """Record one attempt and each row's new state."""
+               updates: Sequence[RowUpdate], state: Mapping[str, str] | None = None) -> None:
+        """Record one attempt and each row's new state, and save `state` (the channel's health) with them."""
+
+    @abc.abstractmethod
+    def resend_facts(self, ids: Sequence[int]) -> dict[int, tuple[float, bool]]:
+        """Per outbox row: when it was first attempted (else queued), and whether its alert still fires with it.
+
+        "Still fires": the row's state change is its alert's newest and is a firing.
+        """
+
+    @abc.abstractmethod
+    def heartbeat_marker(self, channel: str) -> tuple | None:
+        """A value that changes with every heartbeat `channel` hears, whatever the wall clock does; None if none."""
+
+    @abc.abstractmethod
+    def set_state(self, values: Mapping[str, str]) -> None:
+        """Save durable relay facts (its heartbeat), one transaction."""
+
+    @abc.abstractmethod
+    def state_items(self, prefix: str) -> dict[str, str]:
+        """Every durable relay fact whose key starts with `prefix`."""
 
     @abc.abstractmethod
     def add_system_event(self, alert: Alert, channels: Sequence[str], now: float,

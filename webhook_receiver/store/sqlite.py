@@ -20,6 +20,8 @@ from typing import Iterator
 from webhook_receiver.payload import Alert, Notification
 from webhook_receiver.store import migrations
 from webhook_receiver.store.base import IngestResult, StorageError, Store
+from webhook_receiver.store.episodes import StoredChange, decide
+from webhook_receiver.store.files import DATABASE_FILE_MODE, prepare_database_files
 from webhook_receiver.store.sqlite_reads import ReadQueries
 from webhook_receiver.store.sqlite_relay import COUNT, RelayQueries
 
@@ -27,19 +29,15 @@ _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
     " external_url, received_at, cut_alerts, cut_body_bytes, cut_max_body_bytes)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-# The episode is the number of resolutions of this fingerprint and startsAt stored before; a row that
-# the partial unique indexes already hold is ignored (see the migration).
+# The episode comes from episodes.decide(), read under the write lock from the alert's rows of that startsAt
+# (both partial indexes of 0006); at most one firing and one resolution per episode (unique there too).
 _INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels,"
-    " annotations, generator_url, received_at, episode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-    " (SELECT count(*) FROM events WHERE fingerprint = ?1 AND status = 'resolved' AND starts_at = ?3))"
-    " RETURNING id")
-_FIND_EVENT = {  # the stored row that made _INSERT_EVENT ignore its copy
-    "firing": "SELECT id FROM events WHERE fingerprint = ? AND status = 'firing' AND starts_at = ?"
-              " ORDER BY episode DESC LIMIT 1",
-    "resolved": "SELECT id FROM events WHERE fingerprint = ? AND status = 'resolved' AND starts_at = ?"
-                " AND ends_at IS ?",
-}
+    "INSERT INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels, annotations,"
+    " generator_url, received_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_STORED = (
+    "SELECT id, status, episode, ends_at FROM events WHERE fingerprint = ?1 AND starts_at = ?2 AND status = 'firing'"
+    " UNION ALL SELECT id, status, episode, ends_at FROM events"
+    " WHERE fingerprint = ?1 AND starts_at = ?2 AND status = 'resolved'")
 # A message for this channel unless one is queued already, in the intake or (moved there) in the outbox. A
 # change stored by this very transaction has no outbox row yet: it skips that lookup, one b-tree fewer to read.
 _QUEUE = {
@@ -80,7 +78,7 @@ COUNTS_FLUSH_INTERVAL = 1.0  # seconds a count() may wait in memory before it is
 
 
 def _event_row(alert: Alert, now: float) -> tuple:
-    """_INSERT_EVENT's parameters."""
+    """_INSERT_EVENT's parameters but the episode."""
     return (alert.fingerprint, alert.status, alert.starts_at, alert.ends_at, alert.labels.get("alertname", ""),
             alert.labels.get("severity", ""), _json_text(alert.labels), _json_text(alert.annotations),
             alert.generator_url, now)
@@ -127,11 +125,15 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         self._flusher: threading.Thread | None = None
         self._flusher_pid: int | None = None
         self._closing = threading.Event()
+        self._files_pid: int | None = None
 
     # -- connections
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            if self._files_pid != os.getpid():  # once per process: before SQLite could create the file itself
+                prepare_database_files(self.path)
+                self._files_pid = os.getpid()
             try:
                 # Reused per thread: opening and configuring a connection per request costs throughput.
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -203,7 +205,7 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         """
         if self._lock_pid != os.getpid():  # per process: a descriptor inherited by fork shares the lock
             try:
-                fd = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT, DATABASE_FILE_MODE)
             except OSError as exc:
                 raise StorageError(f"cannot open {self.path}-writer.lock: {exc}") from exc
             with self._lock:
@@ -329,7 +331,8 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         for event_row in item.event_rows:
             event_id, new = SQLiteStore._insert_event(conn, event_row)
             new_events += new
-            queued += conn.execute(_QUEUE[new], (event_id, channel, notification_id, now)).rowcount
+            if event_id is not None:
+                queued += conn.execute(_QUEUE[new], (event_id, channel, notification_id, now)).rowcount
         if not queued:  # nothing new for this channel: a redelivery leaves no trace in history
             conn.execute("DELETE FROM notifications WHERE id = ?", (notification_id,))
         return IngestResult(new_events, queued, item.alert_count - queued)
@@ -344,25 +347,24 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                 self.count("duplicate", item.channel, result.duplicates)
 
     @staticmethod
-    def _insert_event(conn: sqlite3.Connection, event_row: tuple) -> tuple[int, bool]:
-        """The event id of the alert's state change, and whether it is new (see _event_row).
+    def _insert_event(conn: sqlite3.Connection, event_row: tuple) -> tuple[int | None, bool]:
+        """The event id of the alert's state change (None: a late copy, nothing to tell), and whether it is new.
 
-        A firing is new unless one of the same episode is stored; a resolution unless one with the
-        same endsAt is. So a retry or the HA peer's copy is a duplicate, while an alert that fires
-        again after Alertmanager resolved it (same startsAt) is a new episode. The price: an HA peer's
-        copy of a firing that arrives after the other peer's resolution reads as a re-fire too.
+        See episodes.decide: a retry, the HA peer's copy or a re-send is a duplicate; a firing after a
+        resolution opens a new episode (a re-fire), and a resolution closes the open episode, whatever its endsAt.
         """
-        inserted = conn.execute(_INSERT_EVENT, event_row).fetchall()
-        if not inserted:
-            fingerprint, status, starts_at, ends_at = event_row[:4]
-            key = (fingerprint, starts_at) + ((ends_at,) if status == "resolved" else ())
-            return conn.execute(_FIND_EVENT[status], key).fetchone()[0], False
-        return inserted[0][0], True
+        fingerprint, status, starts_at, ends_at = event_row[:4]
+        stored = [StoredChange(*row) for row in conn.execute(_STORED, (fingerprint, starts_at))]
+        verdict = decide(status, ends_at, stored)
+        if not verdict.new:
+            return verdict.existing, False
+        return conn.execute(_INSERT_EVENT, (*event_row, verdict.episode)).lastrowid, True
 
     def add_system_event(self, alert, channels, now, state) -> None:
         with self._write() as conn:
             event_id, new = self._insert_event(conn, _event_row(alert, now))
-            conn.executemany(_QUEUE[new], [(event_id, channel, None, now) for channel in channels])
+            if event_id is not None:
+                conn.executemany(_QUEUE[new], [(event_id, channel, None, now) for channel in channels])
             conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
 
     def apply_intake(self) -> int:

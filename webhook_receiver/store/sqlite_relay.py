@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import sqlite3
 
 from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.store.base import DELIVERED, FAILED, OutboxItem, StorageError
+from webhook_receiver.store.files import DATABASE_FILE_MODE
 
+log = logging.getLogger(__name__)
 _IDS = "(SELECT value FROM json_each(?))"  # row ids passed as one JSON array, see _id_list
 _ITEM = ("o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_alerts, 0),"
          " coalesce(n.cut_alerts, 0), n.cut_max_body_bytes")  # see _item
@@ -53,12 +57,51 @@ _NOTIFICATIONS_AFTER = "SELECT id, received_at < :cutoff FROM notifications WHER
 _PRUNE_NOTIFICATIONS = (f"DELETE FROM notifications WHERE id IN {_CHUNK} AND received_at < :cutoff"
                         " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = notifications.id)")
 PRUNE_CHUNK = 250  # deliveries, events or notifications per pruning transaction: ~5 ms of the write lock
+# Only for rows past max_attempts: the first attempt through delivery_items' key (outbox_id first), and whether
+# the row's change is its alert's newest and a firing, through alerts' key.
+_RESEND_FACTS = (
+    "SELECT o.id, coalesce((SELECT min(d.attempted_at) FROM delivery_items di JOIN deliveries d"
+    " ON d.id = di.delivery_id WHERE di.outbox_id = o.id), o.created_at),"
+    " EXISTS (SELECT 1 FROM alerts a WHERE a.fingerprint = e.fingerprint AND a.event_id = e.id"
+    " AND a.status = 'firing') FROM outbox o JOIN events e ON e.id = o.event_id WHERE o.id IN " + _IDS)
 
 
-def _item(channel: str, row: tuple, event: AlertEvent | None) -> OutboxItem:
+def _item(channel: str, row: tuple, event: AlertEvent | None, error: str | None = None) -> OutboxItem:
     """An OutboxItem from the _ITEM columns at the start of `row`."""
     return OutboxItem(id=row[0], channel=channel, attempts=row[1], received_at=row[2], event=event,
-                      group_key=row[3], truncated_alerts=row[4], cut_alerts=row[5], cut_max_body_bytes=row[6])
+                      group_key=row[3], truncated_alerts=row[4], cut_alerts=row[5], cut_max_body_bytes=row[6],
+                      error=error)
+
+
+def _readable_item(channel: str, row: tuple) -> OutboxItem:
+    """_item with its event; a row whose event cannot be read carries the error instead, so it is failed alone."""
+    try:
+        return _item(channel, row, _event(row[_EVENT_AT:]))
+    except Exception as exc:  # bad JSON, a wrong type: one bad row must not stop its channel
+        log.error("relay.unreadable_row id=%s error=%r", row[0], f"{type(exc).__name__}: {exc}")
+        return _item(channel, row, None, error=f"the stored alert cannot be read ({type(exc).__name__})")
+
+
+def _lenient(raw: bytes) -> str:
+    """Text of a column that is not valid UTF-8 (written by something other than the receiver)."""
+    return raw.decode("utf-8", "replace")
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, args) -> list[tuple]:
+    """conn.execute(...).fetchall(), reading text that is not valid UTF-8 with U+FFFD rather than failing.
+
+    Without this, one such row fails every claim of its channel for ever.
+    """
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc):
+            raise
+    conn.text_factory = _lenient  # this thread's own connection, for this one read
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.text_factory = str
 
 
 def _event(columns: tuple) -> AlertEvent:
@@ -84,7 +127,7 @@ class RelayQueries:
             return
         path = self.path + "-relay.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, DATABASE_FILE_MODE)
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc}") from exc
         try:
@@ -113,13 +156,13 @@ class RelayQueries:
         sql = _ROWS + _DUE + (" LIMIT ?" if limit is not None else "")
         args = (channel, now) + ((limit,) if limit is not None else ())
         with self._read() as conn:
-            rows = conn.execute(sql, args).fetchall()
+            rows = _fetch(conn, sql, args)
         marked = self._mark_sending(row[0] for row in rows)
-        return [_item(channel, row, _event(row[_EVENT_AT:])) for row in rows if row[0] in marked]
+        return [_readable_item(channel, row) for row in rows if row[0] in marked]
 
     def claim_digest(self, channel, now, limit, examples, severities):
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_ITEM}{_FROM}{_DUE} LIMIT ?", (channel, now, limit)).fetchall()
+            rows = _fetch(conn, f"SELECT {_ITEM}{_FROM}{_DUE} LIMIT ?", (channel, now, limit))
         marked = self._mark_sending(row[0] for row in rows)
         if not marked:
             return [], [], []
@@ -127,11 +170,12 @@ class RelayQueries:
         rank = f"CASE lower(e.severity) {' '.join('WHEN ? THEN ?' for _ in severities)} ELSE ? END"
         ranks = [x for i, severity in enumerate(severities) for x in (severity, i)]
         with self._read() as conn:
-            groups = conn.execute(_GROUPS, (ids,)).fetchall()
-            chosen = conn.execute(f"{_ROWS} WHERE o.id IN {_IDS} ORDER BY e.status = 'resolved', {rank}, o.id"
-                                  " LIMIT ?", (ids, *ranks, len(severities), examples)).fetchall()
+            groups = _fetch(conn, _GROUPS, (ids,))
+            chosen = _fetch(conn, f"{_ROWS} WHERE o.id IN {_IDS} ORDER BY e.status = 'resolved', {rank}, o.id"
+                                  " LIMIT ?", (ids, *ranks, len(severities), examples))
+        # An example that cannot be read is left out of the examples; its row is still counted in the digest.
         return ([_item(channel, row, None) for row in rows if row[0] in marked], groups,
-                [_event(row[_EVENT_AT:]) for row in chosen])
+                [item.event for item in map(lambda row: _readable_item(channel, row), chosen) if item.event])
 
     def _mark_sending(self, ids) -> set[int]:
         """Mark pending rows as sending; the ids really marked (RETURNING)."""
@@ -146,27 +190,51 @@ class RelayQueries:
                 f"UPDATE outbox SET state = 'sending' WHERE state = 'pending' AND id IN {_IDS} RETURNING id",
                 (_id_list(ids),))}
 
-    def finish(self, channel, now, ok, digest, detail, updates) -> None:
+    def finish(self, channel, now, ok, digest, detail, updates, state=None) -> None:
         # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
         # write lock that every webhook is waiting for.
-        verdicts: dict[tuple[str, float, bool], list[int]] = {}
+        verdicts: dict[tuple[str, float, bool, str], list[int]] = {}
         for update in updates:
-            verdicts.setdefault((update.state, update.due_at, update.counted), []).append(update.id)
+            key = (update.state, update.due_at, update.counted, detail if update.detail is None else update.detail)
+            verdicts.setdefault(key, []).append(update.id)
         with self._write() as conn:
             delivery_id = conn.execute(
                 "INSERT INTO deliveries (channel, attempted_at, ok, digest, event_count, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (channel, now, ok, digest, len(updates), detail)).lastrowid
             conn.execute("INSERT INTO delivery_items (delivery_id, outbox_id) SELECT ?, value FROM json_each(?)",
                          (delivery_id, _id_list(u.id for u in updates)))
-            for (state, due_at, counted), ids in verdicts.items():
+            for (row_state, due_at, counted, row_detail), ids in verdicts.items():
                 conn.execute(
                     "UPDATE outbox SET state = ?, attempts = attempts + ?, due_at = ?, detail = ?,"
                     f" finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id IN {_IDS}",
-                    (state, int(counted), due_at, detail, state, now, _id_list(ids)))
-            for name, state in (("delivered", DELIVERED), ("failed", FAILED)):
-                done = sum(1 for u in updates if u.state == state)
+                    (row_state, int(counted), due_at, row_detail, row_state, now, _id_list(ids)))
+            for name, row_state in (("delivered", DELIVERED), ("failed", FAILED)):
+                done = sum(1 for u in updates if u.state == row_state)
                 if done:
                     conn.execute(COUNT, (name, channel, done))
+            if state:
+                conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
+
+    def resend_facts(self, ids) -> dict[int, tuple[float, bool]]:
+        with self._read() as conn:
+            return {row[0]: (row[1], bool(row[2])) for row in conn.execute(_RESEND_FACTS, (_id_list(ids),))}
+
+    def heartbeat_marker(self, channel: str) -> tuple | None:
+        # The time alone would not do: after the wall clock steps back, record_heartbeat keeps the later time,
+        # so new heartbeats would not change it. Every heartbeat also adds its alerts to this counter.
+        with self._read() as conn:
+            row = conn.execute("SELECT h.last_at, (SELECT value FROM counters WHERE name = 'received'"
+                               " AND label = h.channel) FROM heartbeats h WHERE h.channel = ?", (channel,)).fetchone()
+        return tuple(row) if row else None
+
+    def set_state(self, values) -> None:
+        with self._write() as conn:
+            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", values.items())
+
+    def state_items(self, prefix: str) -> dict[str, str]:
+        with self._read() as conn:  # a range of the primary key: the keys that start with prefix
+            return dict(conn.execute("SELECT key, value FROM state WHERE key >= ? AND key < ?",
+                                     (prefix, prefix + "\U0010ffff")))
 
     def prune(self, cutoff: float) -> int:
         # With the intake applied, the notifications it refers to are in the outbox too; what webhooks queue
