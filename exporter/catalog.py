@@ -89,6 +89,8 @@ CATALOG: tuple[MetricSpec, ...] = (
 RECEIVER: tuple[MetricSpec, ...] = (
     MetricSpec("dumont_receiver_channel_failing", GAUGE, ("channel",),
                "1 while a channel's latest counted delivery attempt failed, until one succeeds."),
+    MetricSpec("dumont_receiver_relay_stalled", GAUGE, (),
+               "1 when the relay, or one channel's delivery in it, has completed no pass for relay_stall_after."),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG + RECEIVER}

@@ -13,8 +13,8 @@ def crosscheck(spec: Spec, files: dict[str, str]) -> list[str]:
     where = f"{spec.env}/"
     am = yaml.safe_load(files["alertmanager/alertmanager.yml"])
     for receiver in am["receivers"]:
-        if not receiver.get("webhook_configs"):
-            errors.append(f"{where}alertmanager/alertmanager.yml: receiver {receiver['name']} has no webhook_configs")
+        if not any(receiver.get(key) for key in ("webhook_configs", "slack_configs", "email_configs")):
+            errors.append(f"{where}alertmanager/alertmanager.yml: receiver {receiver['name']} notifies nobody")
     rules = {}
     for path, text in files.items():
         if path.startswith("prometheus/rules/"):

@@ -29,8 +29,10 @@ def header(spec: Spec, comment: str = "#") -> str:
 
 def render(spec: Spec) -> dict[str, str]:
     """Every file of `spec`'s environment, by path under generated/<env>/."""
+    # The receiver delivers its own channels; Alertmanager's own integrations are in alertmanager.yml only.
+    delivered = {name: ch for name, ch in spec.channels.items() if not ch.get("type", "").startswith("alertmanager_")}
     files = {"prometheus/prometheus.yml": _prometheus(spec), "alertmanager/alertmanager.yml": _alertmanager(spec),
-             "receiver/channels.yml": dump({"channels": spec.channels, "deadman": spec.deadman})}
+             "receiver/channels.yml": dump({"channels": delivered, "deadman": spec.deadman})}
     for group in spec.groups:
         files[f"prometheus/rules/{group}.yml"] = dump({"groups": [_group(spec, group)]})
     files.update({f"prometheus/tests/{name}": text for name, text in test_files(spec).items()})
@@ -139,26 +141,61 @@ def _prometheus(spec: Spec) -> str:
     if spec.external_labels:
         glob["external_labels"] = dict(spec.external_labels)
     ep = spec.endpoints
+    # Every Alertmanager of an HA pair gets every alert (they deduplicate among themselves): never a load
+    # balancer between Prometheus and them. Every receiver is scraped: ReceiversDown needs all of them.
     return dump({"global": glob, "rule_files": ["rules/*.yml"],
-                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [ep["alertmanager"]]}]}]},
-                 "scrape_configs": [{"job_name": f"dumont-{job}", "static_configs": [{"targets": [ep[job]]}]}
-                                    for job in ("exporter", "receiver")]})
+                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": list(ep["alertmanager"])}]}]},
+                 "scrape_configs": [{"job_name": "dumont-exporter", "static_configs": [{"targets": [ep["exporter"]]}]},
+                                    {"job_name": "dumont-receiver",
+                                     "static_configs": [{"targets": list(ep["receiver"])}]}]})
 
 
-def _webhook(spec: Spec, channel: str) -> dict:
-    # A heartbeat channel gets only "firing" posts: Alertmanager sends a resolved Watchdog when Prometheus
-    # stops, and the receiver would take that for one more heartbeat and delay the dead man's switch.
-    webhook = {"url": f"http://{spec.endpoints['receiver']}/webhook/{channel}",
-               "send_resolved": spec.channels[channel].get("type") != "heartbeat",
-               "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}}
-    if "max_alerts" in spec.routing:
-        webhook["max_alerts"] = spec.routing["max_alerts"]
-    return webhook
+def _webhooks(spec: Spec, channel: str) -> list[dict]:
+    """One webhook per receiver endpoint: each stores the post (the copies are one in a shared database), so a
+    receiver that is down costs nothing but Alertmanager's retries to it."""
+    out = []
+    for endpoint in spec.endpoints["receiver"]:
+        # A heartbeat channel gets only "firing" posts: Alertmanager sends a resolved Watchdog when Prometheus
+        # stops, and the receiver would take that for one more heartbeat and delay the dead man's switch.
+        webhook = {"url": f"http://{endpoint}/webhook/{channel}",
+                   "send_resolved": spec.channels[channel].get("type") != "heartbeat",
+                   "http_config": {"authorization": {"credentials_file": spec.receiver_token_file}}}
+        if "max_alerts" in spec.routing:
+            webhook["max_alerts"] = spec.routing["max_alerts"]
+        out.append(webhook)
+    return out
+
+
+def _direct_slack(channel: dict) -> dict:
+    """Alertmanager's own Slack integration; the webhook URL is read from its file at send time."""
+    config = {"api_url_file": channel["api_url_file"], "send_resolved": True}
+    if "channel" in channel:
+        config["channel"] = channel["channel"]
+    return config
+
+
+def _direct_email(channel: dict) -> dict:
+    """Alertmanager's own email integration; the password is read from its file at send time."""
+    config = {"to": ", ".join(channel["to"]), "from": channel["from"], "smarthost": channel["smarthost"],
+              "require_tls": channel.get("require_tls", True), "send_resolved": True}
+    if "username" in channel:
+        config["auth_username"] = channel["username"]
+    if "password_file" in channel:
+        config["auth_password_file"] = channel["password_file"]
+    return config
 
 
 def _alertmanager(spec: Spec) -> str:
     def receiver(name: str, channels) -> dict:
-        return {"name": name, "webhook_configs": [_webhook(spec, ch) for ch in channels]}
+        out = {"name": name}
+        kinds = {ch: spec.channels[ch].get("type") for ch in channels}
+        webhooks = [w for ch in channels if not kinds[ch].startswith("alertmanager_") for w in _webhooks(spec, ch)]
+        slack = [_direct_slack(spec.channels[ch]) for ch in channels if kinds[ch] == "alertmanager_slack"]
+        email = [_direct_email(spec.channels[ch]) for ch in channels if kinds[ch] == "alertmanager_email"]
+        for key, configs in (("webhook_configs", webhooks), ("slack_configs", slack), ("email_configs", email)):
+            if configs:
+                out[key] = configs
+        return out
     r = spec.routing
     routes = [{"receiver": route.name, "matchers": list(route.matchers), **dict(route.timing)} for route in spec.routes]
     return dump({

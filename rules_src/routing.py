@@ -8,13 +8,22 @@ from .model import Alert, Inhibition, Route
 from .schema import INLINE_SECRETS
 
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_REQUIRED = {"slack": ("webhook_url",), "email": ("to", "from", "smarthost"), "heartbeat": ()}
-_SECRETS = ("webhook_url", "password")
+_REQUIRED = {"slack": ("webhook_url",), "email": ("to", "from", "smarthost"), "heartbeat": (),
+             "alertmanager_slack": ("api_url",), "alertmanager_email": ("to", "from", "smarthost")}
+_SECRETS = ("webhook_url", "password", "api_url")
+# Alertmanager's own integrations read their secrets from files (api_url_file, auth_password_file), never
+# from the environment; and the fields each type may have.
+DIRECT = ("alertmanager_slack", "alertmanager_email")
+_FIELDS = {"slack": {"webhook_url_file", "webhook_url_env", "channel"},
+           "email": {"to", "from", "smarthost", "require_tls", "username", "password_file", "password_env"},
+           "heartbeat": set(), "alertmanager_slack": {"api_url_file", "channel"},
+           "alertmanager_email": {"to", "from", "smarthost", "require_tls", "username", "password_file"}}
 # Fields that name or address something and are rendered into receiver/channels.yml as they are: a URL
 # or credential in one is a secret written inline (a Slack webhook URL pasted as `channel`, a
 # smtp://user:password@host smarthost). `_SECRET_OF` says where the channel type's secret belongs.
 _PLAIN = ("channel", "to", "from", "smarthost", "username")
-_SECRET_OF = {"slack": "webhook_url", "email": "password"}
+_SECRET_OF = {"slack": "webhook_url", "email": "password", "alertmanager_slack": "api_url",
+              "alertmanager_email": "password"}
 _REFERENCE_HINT = {"_file": "give the path of a file that holds it",
                    "_env": "give the name of an environment variable that holds it"}
 
@@ -59,11 +68,17 @@ def check_channels(c) -> None:
 
 
 def _channel_fields(c, at, spec) -> None:
-    for field in _REQUIRED[spec["type"]]:
+    kind = spec["type"]
+    for field in _REQUIRED[kind]:
         present = [k for k in (field, field + "_file", field + "_env") if k in spec]
         if not present:
-            wanted = f"'{field}_file' or '{field}_env'" if field in _SECRETS else f"'{field}'"
+            wanted = (f"'{field}_file'" if kind in DIRECT else f"'{field}_file' or '{field}_env'") \
+                if field in _SECRETS else f"'{field}'"
             c.fail(at, f"missing required field {wanted}")
+    for key in sorted(set(spec) - _FIELDS[kind] - {"type"} - set(INLINE_SECRETS)):
+        reason = "Alertmanager reads secrets from files only" if kind in DIRECT and key.endswith("_env") else \
+            f"not a field of a {kind} channel"
+        c.fail(at + (key,), reason)
     for stem in _SECRETS:
         if stem + "_file" in spec and stem + "_env" in spec:
             c.fail(at + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
@@ -72,8 +87,7 @@ def _channel_fields(c, at, spec) -> None:
             check_reference(c, at + (key,))
         elif key in _PLAIN:
             _plain(c, at + (key,), spec["type"])
-    if spec["type"] == "heartbeat" and set(spec) - {"type"}:
-        c.fail(at, "a heartbeat channel has no other field")
+
 
 
 def _plain(c, at: tuple, kind: str) -> None:
@@ -125,6 +139,7 @@ def routing_model(c, alerts: tuple[Alert, ...]) -> dict:
     _deadman_timing(c, routes, spec)
     contract = _contract_routes(c)
     _contract_covers(c, contract, alerts)
+    _direct_only(c, routes, default, alerts)
     limits = {key: spec[key] for key in ("max_alerts", "max_body_bytes") if key in spec}  # the schema checked them
     return dict(routing=timing | limits | {"group_by": list(c.get(("routing", "group_by"), []))},
                 default_channels=default, routes=routes, inhibitions=inhibitions, contract_routes=contract)
@@ -144,6 +159,34 @@ def _routes(c) -> tuple[tuple[Route, ...], bool]:
             c.duration(at + (key,), value)
         routes.append(Route(name, _matchers(c, at + ("matchers",), route["matchers"]), tuple(route["channels"]), own))
     return tuple(routes), complete and not c.broken(("routing", "routes"))
+
+
+def _direct_only(c, routes, default, alerts) -> None:
+    """Alertmanager's own integrations carry only the alerts about the alerting path (meta.yaml): were others
+    routed there too, people would be told twice, once by the receiver and once around it."""
+    kinds = {name: ch.get("type") for name, ch in c.get(("channels",), {}).items() if isinstance(ch, dict)}
+    meta = set(c.get(("meta",), {}))
+    for i, name in enumerate(default):
+        if kinds.get(name) in DIRECT:
+            c.fail(("routing", "default", i), f"{name} is Alertmanager's own integration: only a route for "
+                                              "meta alerts may use it")
+    for name in c.get(("deadman", "notify"), []) or []:
+        if kinds.get(name) in DIRECT:
+            c.fail(("deadman", "notify"), f"{name} is Alertmanager's own integration: the receiver cannot use it")
+    for route in routes:
+        direct = [ch for ch in route.channels if kinds.get(ch) in DIRECT]
+        if not direct:
+            continue
+        at = ("routing", "routes", route.name, "channels")
+        if len(direct) != len(route.channels):
+            c.fail(at, "a route is either to Alertmanager's own integrations or to the receiver's channels")
+        for alert in alerts:
+            for severity in alert.severities:
+                taken = next((r for r in routes if promql.selects(r.matchers, _static(alert, severity),
+                                                                   set(alert.carries))), None)
+                if taken is route and alert.name not in meta:
+                    c.fail(at, f"alert {alert.name} would reach Alertmanager's own integrations: only meta "
+                               "alerts may (route it to the receiver's channels)")
 
 
 def _reach(c, routes, default, alerts) -> None:

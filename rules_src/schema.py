@@ -12,7 +12,7 @@ from .loader import Marks, SpecError, dotted
 SEVERITIES = ("critical", "warning", "info")
 OPS = (">", ">=", "<", "<=", "==")
 # Secrets must be references; these keys would hold them inline.
-INLINE_SECRETS = {"webhook_url": "webhook_url_file or webhook_url_env",
+INLINE_SECRETS = {"webhook_url": "webhook_url_file or webhook_url_env", "api_url": "api_url_file",
                   "password": "password_file or password_env",
                   "credentials": "credentials_file", "token": "a *_file reference"}
 
@@ -48,6 +48,7 @@ _ALERT = _obj(_ALERT_PROPS)
 ALERT_FIELDS = frozenset(_ALERT_PROPS)
 # The rendered files need all of these; an overlay may change them but the merged spec must have them.
 _ENDPOINTS = ("prometheus", "alertmanager", "exporter", "receiver")
+_MANY = ("alertmanager", "receiver")
 _TIMINGS = ("group_by", "group_wait", "group_interval", "repeat_interval", "resolve_timeout")
 # A route without channels would render an Alertmanager receiver that tells nobody.
 _ROUTE = _obj({"matchers": _STRS, "channels": {**_STRS, "minItems": 1}, "group_wait": _STR, "group_interval": _STR,
@@ -60,7 +61,9 @@ _RECORD_TEST = _obj({"interval": _STR, "input": {"type": "object", "additionalPr
 _RECORD = {"type": ["string", "object"], "properties": {"expr": _STR, "test": _RECORD_TEST}, "required": ["expr"],
            "additionalProperties": False}
 _RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR}, "additionalProperties": _RECORD}
-_CHANNEL = _obj({"type": {"enum": ["slack", "email", "heartbeat"]}, "webhook_url_file": _STR,
+# alertmanager_slack / alertmanager_email are Alertmanager's own integrations (routing around the receiver).
+CHANNEL_TYPES = ("slack", "email", "heartbeat", "alertmanager_slack", "alertmanager_email")
+_CHANNEL = _obj({"type": {"enum": list(CHANNEL_TYPES)}, "webhook_url_file": _STR, "api_url_file": _STR,
                  "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,
                  "require_tls": {"type": "boolean"}, "username": _STR, "password_file": _STR,
                  "password_env": _STR})
@@ -69,7 +72,9 @@ SCHEMA = _obj({
     "params": {"type": "object", "additionalProperties": _SCALAR},
     "prometheus": _obj({"scrape_interval": _STR, "evaluation_interval": _STR, "external_labels": _LABELS},
                        ("scrape_interval", "evaluation_interval")),
-    "endpoints": _obj({name: _STR for name in _ENDPOINTS}, _ENDPOINTS),
+    # Several Alertmanagers (an HA pair) and receivers (active-active on PostgreSQL) may be listed.
+    "endpoints": _obj({name: {"type": ["string", "array"], "items": _STR, "minItems": 1} if name in _MANY else _STR
+                       for name in _ENDPOINTS}, _ENDPOINTS),
     "receiver_token_file": _STR,
     "runbook_url": _STR,
     "dashboard_url": _STR,
@@ -137,5 +142,6 @@ def check_shape(data: dict, marks: Marks) -> tuple[list[SpecError], frozenset[tu
 _TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
           "number": "a number", "['string', 'number']": "a string or a number",
           "['string', 'number', 'object']": "a threshold, or a mapping of severity to threshold",
+          "['string', 'array']": "host:port, or a list of them",
           "['string', 'object']": "PromQL, or a mapping with expr and test"}
 

@@ -50,14 +50,31 @@ def check_env(env_dir: Path, spec: Spec) -> list[Step]:
     return steps + route_tests(am, spec)
 
 
-def _receivers(am: Path) -> dict[str, tuple[str, ...]]:
-    """Alertmanager receiver -> the channels its webhooks post to."""
+def _receivers(am: Path, spec: Spec) -> dict[str, tuple[str, ...]]:
+    """Alertmanager receiver -> the channels it reaches: its webhooks' /webhook/<channel>, and the spec's
+    channel behind each of Alertmanager's own integrations (by its secret file and address)."""
     try:
         config = yaml.safe_load(am.read_text())
     except (OSError, yaml.YAMLError):
         return {}
-    return {r["name"]: tuple(sorted(w["url"].rsplit("/", 1)[-1] for w in r.get("webhook_configs", [])))
-            for r in config.get("receivers", [])}
+
+    def direct(kind: str, key: tuple) -> list[str]:
+        return [name for name, ch in spec.channels.items() if ch.get("type") == kind and _direct_key(kind, ch) == key]
+    out = {}
+    for r in config.get("receivers", []):
+        names = {w["url"].rsplit("/", 1)[-1] for w in r.get("webhook_configs", [])}
+        names.update(n for c in r.get("slack_configs", []) for n in direct("alertmanager_slack", (c.get("api_url_file"),)))
+        names.update(n for c in r.get("email_configs", []) for n in direct("alertmanager_email",
+                                                                            (c.get("to"), c.get("smarthost"))))
+        out[r["name"]] = tuple(sorted(names))
+    return out
+
+
+def _direct_key(kind: str, channel: dict) -> tuple:
+    """What identifies one of Alertmanager's own integrations in alertmanager.yml as a channel of the spec."""
+    if kind == "alertmanager_slack":
+        return (channel.get("api_url_file"),)
+    return (", ".join(channel.get("to", [])), channel.get("smarthost"))
 
 
 def route_tests(am: Path, spec: Spec) -> list[Step]:
@@ -66,7 +83,7 @@ def route_tests(am: Path, spec: Spec) -> list[Step]:
     What is expected comes from contract.routes only, never from the routes the generator rendered, so
     a route in routing.yaml that sends an alert elsewhere than promised fails here.
     """
-    receivers = _receivers(am)
+    receivers = _receivers(am, spec)
     steps = [_route_test(spec.env, am, receivers, " ".join(f"{k}={v}" for k, v in labels), dict(labels), channels)
              for labels, channels in spec.contract_routes]
     for alert in spec.alerts:

@@ -80,9 +80,7 @@ def build(env: str, data: dict, marks: Marks, sources: tuple[str, ...], digest: 
     params = _params(c)
     scrape = _interval(c, "scrape_interval")
     evaluation = _interval(c, "evaluation_interval")
-    for name, endpoint in c.get(("endpoints",), {}).items():
-        if not c.broken(("endpoints", name)) and not re.fullmatch(r"[^\s:/]+:\d+", str(endpoint)):
-            c.fail(("endpoints", name), "must be host:port")
+    endpoints = _endpoints(c)
     recording, records = recording_model(c, params, evaluation)
     alerts = alert_models(c, env, params, records)
     check_recording(c, recording)
@@ -93,12 +91,29 @@ def build(env: str, data: dict, marks: Marks, sources: tuple[str, ...], digest: 
         return None, sorted(set(c.errors))
     spec = Spec(env=env, sources=sources, source_hash=digest, scrape_interval=scrape, evaluation_interval=evaluation,
                 external_labels=tuple(sorted(c.get(("prometheus", "external_labels"), {}).items())),
-                endpoints=dict(data["endpoints"]), receiver_token_file=data["receiver_token_file"],
+                endpoints=endpoints, receiver_token_file=data["receiver_token_file"],
                 recording=recording, alerts=alerts, channels=data["channels"], deadman=data["deadman"], **routing)
     check_post_size(c, spec)  # measured on the rendered rules, so only once the spec is whole
     if c.errors:
         return None, sorted(set(c.errors))
     return spec, []
+
+
+def _endpoints(c: Checker) -> dict:
+    """host:port of each service; alertmanager and receiver as lists (one or more)."""
+    out = {}
+    for name, endpoint in c.get(("endpoints",), {}).items():
+        if c.broken(("endpoints", name)):
+            continue
+        listed = isinstance(endpoint, list)
+        for i, one in enumerate(endpoint if listed else [endpoint]):
+            if not re.fullmatch(r"[^\s:/]+:\d+", str(one)):
+                c.fail(("endpoints", name) + ((i,) if listed else ()), "must be host:port")
+        # Only alertmanager and receiver may be lists (the schema says so): those are always lists here.
+        out[name] = list(endpoint) if listed else ([endpoint] if name in ("alertmanager", "receiver") else endpoint)
+        if listed and len(set(endpoint)) != len(endpoint):
+            c.fail(("endpoints", name), "lists an endpoint twice")
+    return out
 
 
 def _params(c: Checker) -> dict[str, str]:

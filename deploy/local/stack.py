@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from deploy.local.processes import ManagedProcess, ServiceSpec, StackError, free_port, port_is_free
+from rules_src.spec import load as load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -134,19 +135,23 @@ class Stack:
         return path
 
     def _channel_overrides(self) -> dict:
-        """Point every Slack channel at the Slack stand-in and every email channel at the SMTP stand-in."""
-        committed = REPO_ROOT / "generated" / self.env / "receiver" / "channels.yml"
-        try:
-            channels = yaml.safe_load(committed.read_text())["channels"]
-        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-            raise StackError(f"cannot read the channels of environment {self.env!r} from {committed}: {exc}") from exc
+        """Point every Slack channel at the Slack stand-in and every email channel at the SMTP stand-in, those
+        Alertmanager delivers itself (the direct route around the receiver) included."""
+        spec, errors = load_spec(self.env)
+        if spec is None:
+            raise StackError(f"cannot read the channels of environment {self.env!r}:\n"
+                             + "\n".join(str(e) for e in errors))
         overrides = {}
-        for name, channel in sorted(channels.items()):
-            if channel.get("type") == "slack":
+        for name, channel in sorted(spec.channels.items()):
+            kind = channel.get("type")
+            if kind in ("slack", "alertmanager_slack"):
                 url_file = self._secret(f"slack_{name}_url", f"{self.url('sink_http')}/services/{name}")
-                overrides[name] = {"webhook_url_file": str(url_file)}
-            elif channel.get("type") == "email":
+                overrides[name] = {("api_url_file" if kind == "alertmanager_slack" else "webhook_url_file"):
+                                   str(url_file)}
+            elif kind in ("email", "alertmanager_email"):
                 overrides[name] = {"smarthost": f"{HOST}:{self.ports.sink_smtp}", "require_tls": False}
+                if "password_file" in channel:  # the stand-in offers no AUTH; the file must exist all the same
+                    overrides[name]["password_file"] = str(self._secret("smtp_password", "unused", keep=True))
         return overrides
 
     def write_scenario(self, scenario: dict) -> None:
