@@ -6,26 +6,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-# openssl makes the throwaway certificates of the STARTTLS tests.
-DEB_PACKAGES := prometheus prometheus-alertmanager openssl
+# openssl makes the throwaway certificates of the STARTTLS tests; postgresql gives the tests (and the HA stack)
+# initdb and pg_ctl, which Debian keeps off PATH in /usr/lib/postgresql/<version>/bin. They run their own
+# server on a free port, so the cluster Debian's package may start on 5432 is left alone and does not matter.
+DEB_PACKAGES := prometheus prometheus-alertmanager openssl postgresql
 DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool openssl
+PG_BINARIES := initdb pg_ctl postgres
 ENV ?= dev
 RUN_DIR ?= run
 FUZZ_EXAMPLES ?= 2000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup debs test test-fast fuzz generate check up down status bench clean
+.PHONY: help setup debs test test-fast fuzz generate check up up-ha down status bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  Variables: ENV=$(ENV) (environment of make up), RUN_DIR=$(RUN_DIR), VENV=$(VENV), FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
+	@echo "  Variables: ENV=$(ENV) (environment of make up and up-ha), RUN_DIR=$(RUN_DIR), VENV=$(VENV), FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
 
-setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl; the project into .venv
+setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl, postgresql; the project into .venv
 
 # Debian's packages start their own prometheus and prometheus-alertmanager services on 9090 and 9093, the
 # ports `make up` uses; we install them for the binaries, so the services they bring are stopped and disabled.
 debs:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null || missing=1; done; \
+	for b in $(PG_BINARIES); do ls /usr/lib/postgresql/*/bin/$$b >/dev/null 2>&1 || command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
 	    echo "error: installing $(DEB_PACKAGES) needs root: run 'make setup' as root or install sudo" >&2; exit 1; \
@@ -66,7 +70,10 @@ check: setup ## Fail if generated/ is stale; promtool/amtool check and test ever
 up: setup ## Start the whole stack on 127.0.0.1 (ENV=dev) and show an alert firing and resolving
 	$(PY) -m deploy.local up --env $(ENV) --run-dir $(RUN_DIR)
 
-down: ## Stop exactly what `make up` started
+up-ha: setup ## Start the HA shape on 127.0.0.1: PostgreSQL, two receivers, two clustered Alertmanagers
+	$(PY) -m deploy.local up --ha --env $(ENV) --run-dir $(RUN_DIR)
+
+down: ## Stop exactly what `make up` or `make up-ha` started
 	@if [ -x $(PY) ]; then $(PY) -m deploy.local down --run-dir $(RUN_DIR); else echo "nothing to stop"; fi
 
 status: ## Show each process of the stack, its URL and whether it is ready

@@ -31,7 +31,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,15 +140,21 @@ def cpu_times() -> list[int]:
         return [int(field) for field in stat.readline().split()[1:]]
 
 
-def blast(port: int, path: str, bodies: list[bytes], session: int) -> dict:
-    """Post every body over CLIENTS concurrent connections: what figures() needs, for this one slice."""
+def blast(port: int | Sequence[int], path: str, bodies: list[bytes], session: int | Sequence[int]) -> dict:
+    """Post every body over CLIENTS concurrent connections: what figures() needs, for this one slice.
+
+    Given several ports (receivers sharing a database), the clients take turns among them, and the server CPU
+    counts every session given.
+    """
+    ports = [port] if isinstance(port, int) else list(port)
+    sessions = [session] if isinstance(session, int) else list(session)
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(CLIENTS)
-    shares = [(port, path, bodies[i::CLIENTS]) for i in range(CLIENTS)]
+    shares = [(ports[i % len(ports)], path, bodies[i::CLIENTS]) for i in range(CLIENTS)]
     with context.Pool(CLIENTS, initializer=_set_start, initargs=(barrier,)) as pool:
-        cpu_before, machine_before = session_cpu_seconds(session), cpu_times()
+        cpu_before, machine_before = sum(map(session_cpu_seconds, sessions)), cpu_times()
         results = pool.map(_client, shares)
-        cpu = session_cpu_seconds(session) - cpu_before
+        cpu = sum(map(session_cpu_seconds, sessions)) - cpu_before
         machine = [after - before for before, after in zip(machine_before, cpu_times())]
     # The rate counts the answers while every client was posting: from the barrier to the first client done.
     # Without the tail (clients ending one by one) a short slice measures the same as a long run.

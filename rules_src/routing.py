@@ -75,7 +75,9 @@ def _channel_fields(c, at, spec) -> None:
             wanted = (f"'{field}_file'" if kind in DIRECT else f"'{field}_file' or '{field}_env'") \
                 if field in _SECRETS else f"'{field}'"
             c.fail(at, f"missing required field {wanted}")
-    for key in sorted(set(spec) - _FIELDS[kind] - {"type"} - set(INLINE_SECRETS)):
+    # Others are unknown to every type (the shape check says so); api_url_env is named to say why it cannot be.
+    known = set().union(*_FIELDS.values()) | {"api_url_env"}
+    for key in sorted((set(spec) & known) - _FIELDS[kind]):
         reason = "Alertmanager reads secrets from files only" if kind in DIRECT and key.endswith("_env") else \
             f"not a field of a {kind} channel"
         c.fail(at + (key,), reason)
@@ -164,21 +166,25 @@ def _routes(c) -> tuple[tuple[Route, ...], bool]:
 def _direct_only(c, routes, default, alerts) -> None:
     """Alertmanager's own integrations carry only the alerts about the alerting path (meta.yaml): were others
     routed there too, people would be told twice, once by the receiver and once around it."""
-    kinds = {name: ch.get("type") for name, ch in c.get(("channels",), {}).items() if isinstance(ch, dict)}
+    kinds = {name: ch.get("type") for name, ch in c.get(("channels",), {}).items()
+             if isinstance(ch, dict) and isinstance(ch.get("type"), str)}
     meta = set(c.get(("meta",), {}))
+
+    def direct(name) -> bool:
+        return isinstance(name, str) and kinds.get(name) in DIRECT
     for i, name in enumerate(default):
-        if kinds.get(name) in DIRECT:
+        if direct(name):
             c.fail(("routing", "default", i), f"{name} is Alertmanager's own integration: only a route for "
                                               "meta alerts may use it")
     for name in c.get(("deadman", "notify"), []) or []:
-        if kinds.get(name) in DIRECT:
+        if direct(name):
             c.fail(("deadman", "notify"), f"{name} is Alertmanager's own integration: the receiver cannot use it")
     for route in routes:
-        direct = [ch for ch in route.channels if kinds.get(ch) in DIRECT]
-        if not direct:
+        around = [ch for ch in route.channels if direct(ch)]
+        if not around:
             continue
         at = ("routing", "routes", route.name, "channels")
-        if len(direct) != len(route.channels):
+        if len(around) != len(route.channels):
             c.fail(at, "a route is either to Alertmanager's own integrations or to the receiver's channels")
         for alert in alerts:
             for severity in alert.severities:

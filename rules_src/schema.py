@@ -64,6 +64,7 @@ _RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR}, "additio
 # alertmanager_slack / alertmanager_email are Alertmanager's own integrations (routing around the receiver).
 CHANNEL_TYPES = ("slack", "email", "heartbeat", "alertmanager_slack", "alertmanager_email")
 _CHANNEL = _obj({"type": {"enum": list(CHANNEL_TYPES)}, "webhook_url_file": _STR, "api_url_file": _STR,
+                 "api_url_env": _STR,
                  "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,
                  "require_tls": {"type": "boolean"}, "username": _STR, "password_file": _STR,
                  "password_env": _STR})

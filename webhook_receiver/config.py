@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from urllib.parse import parse_qsl, urlsplit
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Mapping
 
@@ -26,6 +28,8 @@ class Config:
     channels_file: str
     token_file: str
     history_token_file: str | None = None
+    database_password_file: str | None = None  # PostgreSQL: the password, read from this file
+    database_password_env: str | None = None   # PostgreSQL: or from the environment variable of this name
     listen: str = "127.0.0.1:9878"
     external_url: str = "http://127.0.0.1:9878"
     retention: float = 30 * 86400.0
@@ -48,10 +52,15 @@ class Config:
     defer_limit: float = 3600.0       # a channel's Retry-After may hold a message this long without using attempts
     give_up_after: float = 86400.0    # past max_attempts, a firing alert's message is re-sent until this after its first attempt
     relay_stall_after: float = 60.0   # /-/ready fails when the relay (or one channel's delivery) did no pass for this long
+    claim_timeout: float = 300.0      # PostgreSQL: a row a relay claimed this long ago, and never finished, is due again
     batch_size: int = 10
     storm_threshold: int = 20
     relay_interval: float = 1.0
     prune_interval: float = 3600.0
+    heartbeat_url_file: str | None = None  # file holding an outside check's ping URL (healthchecks.io style)
+    heartbeat_url_env: str | None = None   # or the environment variable holding it; never the URL itself
+    heartbeat_interval: float = 60.0       # the relay pings at most this often, and only while it works
+    heartbeat_timeout: float = 10.0        # for one ping (connect, then each read)
     log_level: str = "info"
 
     @property
@@ -61,17 +70,23 @@ class Config:
         return host, int(port)
 
 
-_DURATION_KEYS = {"retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a `database` starting so is a PostgreSQL URL
+_DURATION_KEYS = {"claim_timeout", "retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
-                  "send_timeout"}
+                  "send_timeout", "heartbeat_interval", "heartbeat_timeout"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
              "batch_size", "storm_threshold", "body_min_rate", "max_connections"}
 _BOOL_KEYS = {"relay"}
-_OPTIONAL_KEYS = {"history_token_file"}
+_OPTIONAL_KEYS = {"history_token_file", "heartbeat_url_file", "heartbeat_url_env", "database_password_file",
+                  "database_password_env"}
+# Keys that would put a secret in receiver.yml: refused, naming the keys that say where the secret is.
+_INLINE_SECRETS = {"heartbeat_url": ("heartbeat_url_file", "heartbeat_url_env"),
+                   "database_password": ("database_password_file", "database_password_env")}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
-                              "send_timeout"}
+                              "send_timeout", "heartbeat_interval", "heartbeat_timeout", "claim_timeout"}
 KEYS = tuple(f.name for f in fields(Config))
 
 
@@ -106,6 +121,14 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
+    elif key in ("heartbeat_url_file", "heartbeat_url_env"):
+        return _secret_reference(key, value)
+    elif key in ("database_password_file", "database_password_env"):
+        if not isinstance(value, str) or not value:  # never echoed: it may be the password, put in the wrong key
+            raise ValueError("expected a non-empty string (a file's path, or an environment variable's name)")
+        if key.endswith("_env") and not _ENV_NAME.fullmatch(value):
+            raise ValueError("expected an environment variable's name (letters, digits and _), not the password")
+        return value
     elif key in _CHOICE_KEYS:
         if value not in _CHOICE_KEYS[key]:  # YAML reads a bare `off` as false: say what is allowed
             raise ValueError(f"expected one of {', '.join(_CHOICE_KEYS[key])}, got {value!r}")
@@ -119,11 +142,26 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
     return result
 
 
+def _secret_reference(key: str, value: Any) -> str:
+    """A file path or variable name that says where a secret is; never echoes a value that may be the secret."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    if "://" in value:  # the URL itself, written where its place is named
+        raise ValueError("secrets are never inline: expected where the URL is (a file's path, or a variable's"
+                         " name), got what looks like a URL")
+    if key.endswith("_env") and not _ENV_NAME.fullmatch(value):
+        raise ValueError("expected an environment variable's name (letters, digits and _)")
+    return value
+
+
 def build_config(values: Mapping[str, Any], source: str = "config",
                  env: Mapping[str, str] | None = None) -> Config:
     """A Config from a mapping plus environment overrides; errors name `source` and the key."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(values).__name__}")
+    for key, (file_key, env_key) in _INLINE_SECRETS.items():
+        if key in values:
+            raise ConfigError(f"{source}: {key}: secrets are never inline; use {file_key} or {env_key}")
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key (known: {', '.join(KEYS)})")
@@ -143,6 +181,8 @@ def build_config(values: Mapping[str, Any], source: str = "config",
     for f in fields(Config):
         if f.default is MISSING and f.name not in settled:
             raise ConfigError(f"{source}: {f.name}: required")
+    if settled.get("heartbeat_url_file") and settled.get("heartbeat_url_env"):
+        raise ConfigError(f"{source}: heartbeat_url_env: set only one of heartbeat_url_file and heartbeat_url_env")
     max_body = settled.get("max_body_bytes", Config.max_body_bytes)
     if settled.get("max_read_bytes", Config.max_read_bytes) < max_body:
         raise ConfigError(f"{source}: max_read_bytes: must be at least max_body_bytes ({max_body})")
@@ -155,11 +195,60 @@ def build_config(values: Mapping[str, Any], source: str = "config",
     if settled.get("max_connections", Config.max_connections) < workers * (threads + 1):
         raise ConfigError(f"{source}: max_connections: must be at least workers x (threads + 1)"
                           f" ({workers * (threads + 1)})")
+    check_database(settled, source)
     host_port = settled.get("listen", Config.listen)
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{source}: listen: expected host:port, got {host_port!r}")
     return Config(**settled)
+
+
+def is_postgres(database: str) -> bool:
+    """Whether `database` names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return database.startswith(POSTGRES_SCHEMES)
+
+
+def check_database(settled: Mapping[str, Any], source: str) -> None:
+    """A PostgreSQL URL carries no password (it would end in logs and process lists); the password keys need one."""
+    database = settled.get("database")
+    password_keys = [key for key in ("database_password_file", "database_password_env") if settled.get(key)]
+    if database is None:
+        return
+    if not is_postgres(database):
+        if password_keys:
+            raise ConfigError(f"{source}: {password_keys[0]}: only for a PostgreSQL database"
+                              " (database: postgresql://user@host:port/name)")
+        return
+    try:
+        url = urlsplit(database)
+        query = parse_qsl(url.query, keep_blank_values=True)
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"{source}: database: not a valid PostgreSQL URL: {exc}") from None
+    if url.password is not None or any(name == "password" for name, _ in query):
+        # The message never repeats the URL: it holds the password.
+        raise ConfigError(f"{source}: database: a password inside the URL is refused (it would be logged and"
+                          " shown in process lists): put it in a file named by database_password_file, or an"
+                          " environment variable named by database_password_env")
+    if not url.hostname and not any(name == "host" for name, _ in query):
+        raise ConfigError(f"{source}: database: expected postgresql://user@host:port/name, got {database!r}")
+    if len(password_keys) > 1:
+        raise ConfigError(f"{source}: database_password_env: set database_password_file or database_password_env,"
+                          " not both")
+
+
+def database_password(config: Config, env: Mapping[str, str] | None = None) -> str | None:
+    """The PostgreSQL password from database_password_file or database_password_env, or None (no password)."""
+    if config.database_password_file:
+        return read_secret(config.database_password_file, "database_password_file")
+    if config.database_password_env:
+        env = os.environ if env is None else env
+        value = env.get(config.database_password_env, "")
+        if not value:
+            raise ConfigError(f"database_password_env: the environment variable {config.database_password_env}"
+                              " is not set or empty")
+        return value
+    return None
 
 
 def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Config:

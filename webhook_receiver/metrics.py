@@ -6,6 +6,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.catalog import BY_NAME
+from webhook_receiver.relay.health import last_ping_ok
 from webhook_receiver.store.base import StorageError, Store
 
 ALERTS_ACTIVE = BY_NAME["dumont_alerts_active"]
@@ -26,6 +27,8 @@ COUNTERS = (
      "Sign-ins to the history pages, by outcome: ok, wrong (token) or limited (too many from one address)."),
     ("slow_client", "dumont_receiver_slow_clients", "phase",
      "Connections closed for sending their request (or taking the answer) too slowly, by phase: idle, header, body, send."),
+    ("heartbeat_ping", "dumont_receiver_heartbeat_pings", "outcome",
+     "Pings of the outside heartbeat check (heartbeat_url_file/_env) by the relays, by outcome: ok (2xx) or failed."),
 )
 
 
@@ -62,6 +65,14 @@ class StoreCollector(Collector):
             for channel, value in sorted(depth.items()):
                 family.add_metric([channel], value)
             yield family
+        except StorageError:
+            pass
+        try:
+            last_ok = last_ping_ok(self.store)
+            if last_ok is not None:
+                yield GaugeMetricFamily("dumont_receiver_heartbeat_last_ok_timestamp_seconds",
+                                        "When a relay's ping of the outside heartbeat check last succeeded"
+                                        " (Unix time).", value=last_ok)
         except StorageError:
             pass
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,20 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def service_ready(url: str, timeout: float = 1.0) -> bool:
+    """True when the service answers: GET 2xx for an http URL, a query for a postgresql:// one."""
+    if url.startswith("postgresql://"):
+        import psycopg  # a project dependency; only the HA stack's PostgreSQL is probed this way
+
+        try:
+            with psycopg.connect(url, connect_timeout=max(1, round(timeout))) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, OSError):
+            return False
+    return http_ok(url, timeout)
+
+
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of pid, so a pid file never names a recycled pid."""
     try:
@@ -64,6 +79,18 @@ def _start_time(pid: int) -> str | None:
         return None
     # Field 22 (starttime) counts from after the command name, which may contain spaces.
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def write_record(pid_path: Path, pid: int, spec: ServiceSpec, **extra) -> None:
+    """Write the pid file `down` and `status` read: the pid, its start time, where it serves and how it is ready.
+
+    `extra` may say how to stop it (`stop_signal`, `stop_timeout`) and which directories to remove afterwards
+    (`remove_dirs`), for a process that does not stop on SIGTERM to its group the way we want (PostgreSQL).
+    """
+    record = {"pid": pid, "start_time": _start_time(pid), "argv": spec.argv, "url": spec.url, "port": spec.port,
+              "ready_url": spec.url + spec.ready_path, **extra}
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.write_text(json.dumps(record, indent=2))
 
 
 class ManagedProcess:
@@ -87,10 +114,7 @@ class ManagedProcess:
                     env=env, start_new_session=True)
             except OSError as exc:
                 raise StackError(f"{self.spec.name}: cannot run {self.spec.argv[0]}: {exc}") from exc
-        record = {"pid": self.popen.pid, "start_time": _start_time(self.popen.pid),
-                  "argv": self.spec.argv, "url": self.spec.url, "port": self.spec.port,
-                  "ready_url": self.spec.url + self.spec.ready_path}
-        self.pid_path.write_text(json.dumps(record, indent=2))
+        write_record(self.pid_path, self.popen.pid, self.spec)
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the ready URL answers 2xx; raise StackError if the process dies or time runs out."""
@@ -120,10 +144,15 @@ class ManagedProcess:
         self.pid_path.unlink(missing_ok=True)
 
 
-def _terminate_group(pid: int, timeout: float, popen: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group led by pid, SIGKILL it if it outlives timeout."""
+def _terminate_group(pid: int, timeout: float, popen: subprocess.Popen | None = None,
+                     leader_signal: signal.Signals | None = None) -> None:
+    """SIGTERM the process group led by pid (or send leader_signal to the leader alone), SIGKILL the group if
+    the leader outlives timeout."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        if leader_signal is None:
+            os.killpg(pid, signal.SIGTERM)
+        else:  # a server that stops its own children in order (PostgreSQL) is told, not its children
+            os.kill(pid, leader_signal)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout
@@ -187,7 +216,10 @@ def stop_recorded(run_dir: Path, timeout: float = 10.0) -> list[str]:
     stopped = []
     for name, record in reversed(recorded_processes(run_dir)):
         if is_ours(record):
-            _terminate_group(record["pid"], timeout)
+            leader_signal = getattr(signal, record["stop_signal"]) if record.get("stop_signal") else None
+            _terminate_group(record["pid"], record.get("stop_timeout", timeout), leader_signal=leader_signal)
             stopped.append(name)
+        for directory in record.get("remove_dirs", []):  # made outside the run folder for this process alone
+            shutil.rmtree(directory, ignore_errors=True)
         (run_dir / "pids" / f"{name}.json").unlink(missing_ok=True)
     return stopped

@@ -96,14 +96,15 @@ class Stack:
         """Write secrets, the runtime overlay, the rendered config, the receiver's config and the scenario."""
         # Alertmanager's notification log would hold back a FIRING it sent before the last `down` (for
         # repeat_interval): every `up` starts it afresh. Prometheus' data and the receiver's history stay.
-        shutil.rmtree(self.run_dir / "data" / "alertmanager", ignore_errors=True)
-        for sub in ("secrets", "logs", "pids", "data/prometheus", "data/alertmanager", "data/receiver", "sinks"):
+        for name in self.alertmanager_names():
+            shutil.rmtree(self.run_dir / "data" / name, ignore_errors=True)
+        for sub in ("secrets", "logs", "pids", "data/prometheus", "data/receiver", "sinks",
+                    *(f"data/{name}" for name in self.alertmanager_names())):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "secrets").chmod(0o700)
         token_file = self._secret("receiver_token", secrets.token_urlsafe(32), keep=True)
         overlay = {
-            "endpoints": {service: f"{HOST}:{getattr(self.ports, service)}"
-                          for service in ("prometheus", "alertmanager", "exporter", "receiver")},
+            "endpoints": self.endpoints(),
             "receiver_token_file": str(token_file),
             "channels": self._channel_overrides(),
         }
@@ -114,17 +115,35 @@ class Stack:
              "--overlay", str(overlay_path)], capture_output=True, text=True)
         if render.returncode != 0:
             raise StackError(f"rendering environment {self.env!r} failed:\n{render.stderr or render.stdout}")
-        receiver_config = {
-            "listen": f"{HOST}:{self.ports.receiver}",
-            "database": str(self.run_dir / "data" / "receiver" / "history.db"),
+        for name, config in self.receiver_configs(token_file).items():
+            (self.run_dir / f"{name}.yml").write_text(yaml.safe_dump(config, sort_keys=True))
+        if self.scenario is not None or not self.scenario_path.exists():
+            self.write_scenario(self.scenario or demo_scenario())
+
+    def endpoints(self) -> dict:
+        """The overlay's endpoints: where Prometheus finds Alertmanager, the exporter and the receiver."""
+        return {service: f"{HOST}:{getattr(self.ports, service)}"
+                for service in ("prometheus", "alertmanager", "exporter", "receiver")}
+
+    def receiver_configs(self, token_file: Path) -> dict[str, dict]:
+        """The config of each receiver by service name (written to <run>/<name>.yml): one, on SQLite."""
+        return {"receiver": self.receiver_config(self.ports.receiver,
+                                                 str(self.run_dir / "data" / "receiver" / "history.db"), token_file)}
+
+    def receiver_config(self, port: int, database: str, token_file: Path) -> dict:
+        """One receiver's receiver.yml on loopback: `database` is a SQLite file or a PostgreSQL URL."""
+        return {
+            "listen": f"{HOST}:{port}",
+            "database": database,
             "channels_file": str(self.config_dir / "receiver" / "channels.yml"),
             "token_file": str(token_file),
             "history_token_file": None,
-            "external_url": self.url("receiver"),
+            "external_url": f"http://{HOST}:{port}",
         }
-        (self.run_dir / "receiver.yml").write_text(yaml.safe_dump(receiver_config, sort_keys=True))
-        if self.scenario is not None or not self.scenario_path.exists():
-            self.write_scenario(self.scenario or demo_scenario())
+
+    def alertmanager_names(self) -> list[str]:
+        """The Alertmanagers' service names (each has its data in <run>/data/<name>)."""
+        return ["alertmanager"]
 
     def _secret(self, name: str, value: str, keep: bool = False) -> Path:
         """Write a secret file readable by us alone; with keep, an existing one stays as it is."""
@@ -163,49 +182,78 @@ class Stack:
     # --- processes ------------------------------------------------------------------------------
     def services(self) -> list[ServiceSpec]:
         """The services in start order (each one's consumers start after it)."""
-        p, run = self.ports, self.run_dir
+        return [self.sinks_service(), *self.receiver_services(), self.exporter_service(),
+                *self.alertmanager_services(), self.prometheus_service()]
+
+    def sinks_service(self) -> ServiceSpec:
+        """The Slack and SMTP stand-ins."""
+        p = self.ports
         python_path = {"PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        return [
-            ServiceSpec("sinks", [sys.executable, "-m", "deploy.local.sinks", "--http", f"{HOST}:{p.sink_http}",
-                                  "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(run / "sinks")],
-                        p.sink_http, "/api/messages", self.url("sink_http"), python_path),
-            ServiceSpec("receiver", [tool("dumont-receiver"), "serve", "--config", str(run / "receiver.yml")],
-                        p.receiver, "/-/ready", self.url("receiver")),
-            ServiceSpec("exporter", [tool("dumont-exporter"), "--listen", f"{HOST}:{p.exporter}",
-                                     "--simulate", str(self.scenario_path), "--no-host-metrics"],
-                        p.exporter, "/metrics", self.url("exporter")),
-            ServiceSpec("alertmanager", [
-                tool("prometheus-alertmanager"),
-                f"--config.file={self.config_dir / 'alertmanager' / 'alertmanager.yml'}",
-                f"--storage.path={run / 'data' / 'alertmanager'}",
-                f"--web.listen-address={HOST}:{p.alertmanager}",
-                f"--web.external-url={self.url('alertmanager')}/",
-                "--cluster.listen-address="],
-                p.alertmanager, "/-/ready", self.url("alertmanager")),
-            ServiceSpec("prometheus", [
-                tool("prometheus"),
-                f"--config.file={self.config_dir / 'prometheus' / 'prometheus.yml'}",
-                f"--storage.tsdb.path={run / 'data' / 'prometheus'}",
-                f"--web.listen-address={HOST}:{p.prometheus}",
-                f"--web.external-url={self.url('prometheus')}/",
-                # Alerts sent to Alertmanager stay valid for 4 resend delays (default 1 m): tie it to the
-                # evaluation interval so a dead Prometheus lets Watchdog lapse and the dead man's switch trips.
-                f"--rules.alert.resend-delay={self._evaluation_interval()}"],
-                p.prometheus, "/-/ready", self.url("prometheus")),
-        ]
+        return ServiceSpec("sinks", [sys.executable, "-m", "deploy.local.sinks", "--http", f"{HOST}:{p.sink_http}",
+                                     "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(self.run_dir / "sinks")],
+                           p.sink_http, "/api/messages", self.url("sink_http"), python_path)
+
+    def receiver_services(self) -> list[ServiceSpec]:
+        """The receivers: one here."""
+        return [self.receiver_service("receiver", self.ports.receiver)]
+
+    def receiver_service(self, name: str, port: int) -> ServiceSpec:
+        """`dumont-receiver serve` (HTTP and its relay) with <run>/<name>.yml."""
+        return ServiceSpec(name, [tool("dumont-receiver"), "serve", "--config", str(self.run_dir / f"{name}.yml")],
+                           port, "/-/ready", f"http://{HOST}:{port}")
+
+    def exporter_service(self) -> ServiceSpec:
+        """The exporter playing <run>/scenario.yml."""
+        p = self.ports
+        return ServiceSpec("exporter", [tool("dumont-exporter"), "--listen", f"{HOST}:{p.exporter}",
+                                        "--simulate", str(self.scenario_path), "--no-host-metrics"],
+                           p.exporter, "/metrics", self.url("exporter"))
+
+    def alertmanager_services(self) -> list[ServiceSpec]:
+        """The Alertmanagers: one, its clustering off."""
+        return [self.alertmanager_service("alertmanager", self.ports.alertmanager, ["--cluster.listen-address="])]
+
+    def alertmanager_service(self, name: str, port: int, cluster_args: list[str]) -> ServiceSpec:
+        """Debian's Alertmanager on the rendered config, its state in <run>/data/<name>."""
+        url = f"http://{HOST}:{port}"
+        return ServiceSpec(name, [
+            tool("prometheus-alertmanager"),
+            f"--config.file={self.config_dir / 'alertmanager' / 'alertmanager.yml'}",
+            f"--storage.path={self.run_dir / 'data' / name}",
+            f"--web.listen-address={HOST}:{port}",
+            f"--web.external-url={url}/",
+            *cluster_args], port, "/-/ready", url)
+
+    def prometheus_service(self) -> ServiceSpec:
+        """Debian's Prometheus on the rendered config."""
+        p = self.ports
+        return ServiceSpec("prometheus", [
+            tool("prometheus"),
+            f"--config.file={self.config_dir / 'prometheus' / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.run_dir / 'data' / 'prometheus'}",
+            f"--web.listen-address={HOST}:{p.prometheus}",
+            f"--web.external-url={self.url('prometheus')}/",
+            # Alerts sent to Alertmanager stay valid for 4 resend delays (default 1 m): tie it to the
+            # evaluation interval so a dead Prometheus lets Watchdog lapse and the dead man's switch trips.
+            f"--rules.alert.resend-delay={self._evaluation_interval()}"],
+            p.prometheus, "/-/ready", self.url("prometheus"))
 
     def _evaluation_interval(self) -> str:
         config = yaml.safe_load((self.config_dir / "prometheus" / "prometheus.yml").read_text())
         return config.get("global", {}).get("evaluation_interval", "1m")
+
+    def check_binaries(self) -> None:
+        """Raise StackError naming the first binary the stack needs that is not installed."""
+        for binary in ("prometheus", "prometheus-alertmanager", "dumont-rules", "dumont-receiver",
+                       "dumont-exporter"):
+            tool(binary)
 
     def start(self) -> None:
         """Check binaries and ports, prepare the run folder, start every service and wait until it is ready.
 
         On any failure everything this call started is stopped again before StackError propagates.
         """
-        for binary in ("prometheus", "prometheus-alertmanager", "dumont-rules", "dumont-receiver",
-                       "dumont-exporter"):
-            tool(binary)  # a missing binary fails before anything starts
+        self.check_binaries()  # a missing binary fails before anything starts
         busy = [f"{name} port {port}" for name, port in self.ports.items() if not port_is_free(port)]
         if busy:
             raise StackError("port already in use: " + ", ".join(busy) +
@@ -219,8 +267,12 @@ class Stack:
             self.stop()
             raise
 
+    def process_for(self, spec: ServiceSpec) -> ManagedProcess:
+        """What runs a service: a ManagedProcess (the HA stack's PostgreSQL is started its own way)."""
+        return ManagedProcess(spec, self.run_dir)
+
     def _launch(self, spec: ServiceSpec) -> None:
-        process = ManagedProcess(spec, self.run_dir)
+        process = self.process_for(spec)
         self.started.append(process)
         process.start()
         process.wait_ready(self.ready_timeout)

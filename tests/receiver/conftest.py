@@ -1,19 +1,91 @@
-"""Fixtures: real Slack/SMTP sinks, a channels file pointing at them, the app on a temp SQLite file, a relay worker."""
+"""Fixtures: real Slack/SMTP sinks, a channels file pointing at them, the app on a temp database, a relay worker.
+
+The store's behaviour is tested on both stores: every test that uses the app's database (through config_values)
+runs once on a SQLite file and once on a PostgreSQL database of its own, copied from a migrated template in one
+PostgreSQL server per session. A test about SQLite itself is marked `sqlite_only("why")`, one about what only
+PostgreSQL has (several relays on one database) `postgresql_only("why")`.
+"""
 from __future__ import annotations
 
 import random
+import signal
+import threading
 import time
 import uuid
 
 import pytest
 import yaml
 
+from deploy.local.postgres import TempPostgres
 from deploy.local.sinks import SlackSink, SmtpSink
 from webhook_receiver import create_app
 from webhook_receiver.config import build_config
 from webhook_receiver.relay.worker import RelayWorker
 
 TOKEN = "s3cret-ingest-token"
+STORE_KINDS = ("sqlite", "postgresql")
+TEMPLATE = "dumont_template"  # migrated once per session; each test's database is a copy
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that needs the app's database on each store, but SQLite-only ones on SQLite."""
+    if "store_kind" in metafunc.fixturenames:
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            kinds = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            kinds = ["postgresql"]
+        else:
+            kinds = list(STORE_KINDS)
+        metafunc.parametrize("store_kind", kinds)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory):
+    """One PostgreSQL server for the session (started on first use, always stopped), with a migrated template."""
+    from webhook_receiver.store.postgres import PostgresStore
+
+    cluster = TempPostgres(tmp_path_factory.mktemp("postgres"))  # fails, never skips, without the binaries
+    # A SIGTERM (a CI timeout, a `kill`) would end pytest without teardown and leave the server running:
+    # taken as Ctrl-C instead, which pytest unwinds through every fixture's finalizer.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        cluster.start()
+        store = PostgresStore(cluster.create_database(TEMPLATE))
+        try:
+            store.migrate()
+        finally:
+            store.close()  # a template with an open connection cannot be copied
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture
+def fresh_postgres(postgres_cluster):
+    """A function making migrated PostgreSQL databases of this test's own (dropped after it); their URLs."""
+    names = []
+
+    def make(template: str | None = TEMPLATE) -> str:
+        """A new database: migrated (a copy of the template), or empty with template=None."""
+        names.append(f"t_{uuid.uuid4().hex[:20]}")
+        return postgres_cluster.create_database(names[-1], template=template)
+    yield make
+    for name in names:
+        postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def database(store_kind, tmp_path, request):
+    """The test's database: a SQLite file in its temp dir, or a PostgreSQL database of its own."""
+    if store_kind == "sqlite":
+        return str(tmp_path / "history.db")
+    return request.getfixturevalue("fresh_postgres")()
 
 
 @pytest.fixture
@@ -59,11 +131,11 @@ def channels_file(tmp_path, slack, smtp, slack_path):
 
 
 @pytest.fixture
-def config_values(tmp_path, channels_file):
+def config_values(tmp_path, channels_file, database):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     return {
-        "database": str(tmp_path / "history.db"),
+        "database": database,
         "channels_file": str(channels_file),
         "token_file": str(token_file),
         "external_url": "http://receiver.test",

@@ -12,6 +12,8 @@ from webhook_receiver import create_app
 
 from .payloads import alert, notification
 
+pytestmark = pytest.mark.sqlite_only("file modes of the SQLite database and its -wal, -shm and lock files")
+
 
 def mode(path: str) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)

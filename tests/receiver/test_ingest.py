@@ -2,8 +2,10 @@
 import json
 import sqlite3
 
+import psycopg
 import pytest
 
+from . import storesql
 from .conftest import TOKEN
 from .payloads import alert, notification
 
@@ -11,11 +13,7 @@ from .payloads import alert, notification
 def rows(store, sql):
     """`sql`'s rows once the intake is applied, as every read of the store applies it (see test_intake)."""
     store.apply_intake()
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+    return storesql.query(store, sql)
 
 
 def counts(store):
@@ -162,9 +160,13 @@ def test_bad_input_is_400_naming_the_field(client, store, body, message):
 
 
 def test_locked_database_answers_503_and_nothing_is_half_written(post, store):
-    blocker = sqlite3.connect(store.path, isolation_level=None)
-    try:
+    if storesql.is_pg(store):  # another transaction holds the table past busy_timeout (lock_timeout)
+        blocker = psycopg.connect(store.url)
+        blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+    else:
+        blocker = sqlite3.connect(store.path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
+    try:
         response = post(notification(alert()))
     finally:
         blocker.close()
@@ -175,12 +177,14 @@ def test_locked_database_answers_503_and_nothing_is_half_written(post, store):
 
 
 def test_failure_mid_transaction_rolls_everything_back(post, store):
-    conn = sqlite3.connect(store.path)
     # The second alert's message fails, after the first alert was stored whole.
-    conn.execute("CREATE TRIGGER broken BEFORE INSERT ON intake WHEN NEW.event_id > 1"
-                 " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
-    conn.commit()
-    conn.close()
+    if storesql.is_pg(store):
+        storesql.execute(store, "CREATE FUNCTION broken() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                                " IF NEW.event_id > 1 THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$")
+        storesql.execute(store, "CREATE TRIGGER broken BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION broken()")
+    else:
+        storesql.execute(store, "CREATE TRIGGER broken BEFORE INSERT ON intake WHEN NEW.event_id > 1"
+                                " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
     response = post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))
     assert response.status_code == 503
     assert counts(store) == {"notifications": 0, "events": 0, "outbox": 0, "alerts": 0}

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from webhook_receiver.store import sqlite as sqlite_store
 
 from .payloads import alert, notification
+
+# The intake batches the SQLite store's writes; the PostgreSQL store writes the outbox in the webhook's transaction.
+sqlite_intake = pytest.mark.sqlite_only("the SQLite store's intake table and its batches")
 
 
 def table_counts(store, *tables: str) -> dict[str, int]:
@@ -18,6 +23,7 @@ def table_counts(store, *tables: str) -> dict[str, int]:
         conn.close()
 
 
+@sqlite_intake
 def test_a_webhooks_messages_wait_in_the_intake_yet_the_first_read_sees_them(post, client, store):
     assert post(notification(alert(machine="gpu-1"), alert(machine="gpu-2"))).get_json()["queued"] == 2
     assert table_counts(store, "intake", "outbox", "alerts") == {"intake": 2, "outbox": 0, "alerts": 0}
@@ -29,6 +35,7 @@ def test_a_webhooks_messages_wait_in_the_intake_yet_the_first_read_sees_them(pos
     assert [d["state"] for e in entries for d in e["deliveries"]] == ["pending", "pending"]
 
 
+@sqlite_intake
 def test_a_redelivery_queues_nothing_whether_its_message_waits_or_was_moved(post, store):
     body = notification(alert(machine="gpu-1"))
     assert post(body).get_json()["queued"] == 1
@@ -42,6 +49,7 @@ def test_a_redelivery_queues_nothing_whether_its_message_waits_or_was_moved(post
                                                                         "notifications": 2}
 
 
+@sqlite_intake
 def test_the_intake_moves_in_short_transactions_in_the_order_changes_were_stored(post, client, store,
                                                                                 monkeypatch):
     monkeypatch.setattr(sqlite_store, "APPLY_CHUNK", 3)
@@ -74,6 +82,7 @@ def test_a_change_and_its_resolution_moved_together_leave_the_alert_resolved(pos
         ("firing", ["email-oncall", "slack-oncall"]), ("resolved", ["slack-oncall"])]
 
 
+@sqlite_intake
 def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store, relay_pass_after_restart, slack):
     post(notification(alert(machine="gpu-1"), alert(machine="gpu-2")))
     store.close()  # the receiver stops before any relay pass
@@ -84,6 +93,7 @@ def test_messages_still_in_the_intake_are_delivered_after_a_restart(post, store,
     assert table_counts(store, "intake", "outbox") == {"intake": 0, "outbox": 2}
 
 
+@sqlite_intake
 def test_a_read_answers_from_what_is_applied_when_the_intake_cannot_be_applied(post, client, store):
     post(notification(alert(machine="gpu-1")))
     writer = sqlite3.connect(store.path, isolation_level=None)

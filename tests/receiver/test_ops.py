@@ -1,18 +1,20 @@
 """/metrics from the database, /-/healthy, /-/ready, and retention pruning."""
 import sqlite3
+import sys
 import time
 
+import psycopg
 import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import catalog
 from webhook_receiver import create_app
-from webhook_receiver.store import sqlite as sqlite_store
 from webhook_receiver.store import sqlite_relay
 from webhook_receiver.payload import canonical_time
 from webhook_receiver.store import migrations
 
+from . import storesql
 from .conftest import TOKEN
 from .payloads import alert, notification
 
@@ -64,8 +66,15 @@ def test_healthy_and_ready(client):
     assert ready.status_code == 200 and ready.get_data(as_text=True) == "ready\n"
 
 
-def test_not_ready_before_migrations(config_values, tmp_path):
-    app = create_app({**config_values, "database": str(tmp_path / "fresh.db")})
+def relay_module(store):
+    """The module of the store's pruning statements and PRUNE_CHUNK."""
+    return sys.modules[type(store).__module__.replace("postgres", "postgres_relay").replace("sqlite", "sqlite_relay")]
+
+
+def test_not_ready_before_migrations(config_values, tmp_path, store_kind, request):
+    fresh = (request.getfixturevalue("fresh_postgres")(template=None) if store_kind == "postgresql"
+             else str(tmp_path / "fresh.db"))
+    app = create_app({**config_values, "database": fresh})
     try:
         response = app.test_client().get("/-/ready")
         assert response.status_code == 503
@@ -89,6 +98,7 @@ def page_size(path) -> int:
         conn.close()
 
 
+@pytest.mark.sqlite_only("SQLite's synchronous pragma")
 @pytest.mark.parametrize("setting, pragma", [("normal", 1), ("full", 2)])
 def test_synchronous_is_what_the_config_says(config_values, setting, pragma):
     app = create_app({**config_values, "synchronous": setting})
@@ -101,11 +111,13 @@ def test_synchronous_is_what_the_config_says(config_values, setting, pragma):
         store.close()
 
 
+@pytest.mark.sqlite_only("SQLite's page size")
 def test_a_new_database_gets_small_pages(store):
     # Each webhook's commit writes every page it touched whole into the WAL.
     assert page_size(store.path) == 1024
 
 
+@pytest.mark.sqlite_only("the SQLite store's own migrations from version 1")
 def test_a_version_1_database_keeps_its_history_and_gains_episodes(config_values, tmp_path):
     """A database written before episodes existed: its rows survive 0002-0005, and a re-fire then counts."""
     path = tmp_path / "old.db"
@@ -153,33 +165,33 @@ def test_retention_prunes_finished_history_but_never_undelivered_rows(post, make
     worker.run_once(now)  # email delivered, Slack failed once
     worker.run_once(now + 3600 + 60)  # Slack fails again; pruning runs
     assert [e["alertname"] for e in client.get("/api/v1/history").get_json()["entries"]] == ["Stuck"]
-    conn = sqlite3.connect(store.path)
-    try:
-        assert conn.execute("SELECT channel, state FROM outbox").fetchall() == [("slack-oncall", "pending")]
-        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
-    finally:
-        conn.close()
+    assert storesql.query(store, "SELECT channel, state FROM outbox") == [("slack-oncall", "pending")]
+    assert storesql.one(store, "SELECT count(*) FROM alerts") == 1
 
 
 def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_worker, slack, store, monkeypatch):
-    monkeypatch.setattr(sqlite_relay, "PRUNE_CHUNK", 3)
+    monkeypatch.setattr(relay_module(store), "PRUNE_CHUNK", 3)
     post(notification(*(alert("Old", machine=f"gpu-{i}") for i in range(25))))
     post(notification(*(alert("Old", machine=f"gpu-{i}", status="resolved") for i in range(25))))
     now = time.time()
     make_worker().run_once(now)  # one digest delivers all 50 changes
     commits = []
-    store._conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    if storesql.is_pg(store):
+        counted = psycopg.Connection.transaction  # every pruning transaction is one of these
+
+        def transaction(conn, *args, **kwargs):
+            commits.append("COMMIT")
+            return counted(conn, *args, **kwargs)
+        monkeypatch.setattr(psycopg.Connection, "transaction", transaction)
+    else:
+        store._conn().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     assert store.prune(now - 60) == 0  # nothing is older than a minute ago
     commits.clear()
     removed = store.prune(now + 60)
     # 50 delivery items and their 1 attempt, 50 outbox rows, 25 alerts, 50 events, 2 notifications
     assert removed == 178
-    conn = sqlite3.connect(store.path)
-    try:
-        for table in ("delivery_items", "deliveries", "outbox", "alerts", "events", "notifications"):
-            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
-    finally:
-        conn.close()
+    for table in ("delivery_items", "deliveries", "outbox", "alerts", "events", "notifications"):
+        assert storesql.one(store, f"SELECT count(*) FROM {table}") == 0, table
     # At most 3 deliveries, events or notifications per transaction: 1 + 17 + 1 short ones, not one long one.
     assert len(commits) == 19
 
@@ -187,7 +199,7 @@ def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_
 def test_pruning_walks_past_old_changes_it_must_keep(post, make_worker, slack, store, monkeypatch):
     """Events are walked in arrival order: an undelivered change at the start keeps its place, and the walk goes
     on past it (chunk after chunk) to the old changes behind it."""
-    monkeypatch.setattr(sqlite_relay, "PRUNE_CHUNK", 3)
+    monkeypatch.setattr(relay_module(store), "PRUNE_CHUNK", 3)
     slack.script([(500, {})])
     post(notification(alert("Stuck", machine="gpu-0")))  # Slack fails: stays pending
     for i in range(1, 5):  # fired and resolved: nothing keeps them
@@ -196,13 +208,10 @@ def test_pruning_walks_past_old_changes_it_must_keep(post, make_worker, slack, s
     now = time.time()
     make_worker().run_once(now)
     assert store.prune(now + 60) > 0
-    conn = sqlite3.connect(store.path)
-    try:
-        assert conn.execute("SELECT alertname FROM events").fetchall() == [("Stuck",)]
-    finally:
-        conn.close()
+    assert storesql.query(store, "SELECT alertname FROM events") == [("Stuck",)]
 
 
+@pytest.mark.sqlite_only("SQLite's query plans (PostgreSQL's pruning reads the same indexes: events by id, outbox by event)")
 def test_pruning_finds_every_chunk_through_an_index(store):
     """Every pruning statement looks rows up by the chunk's keys: a chunk costs the same however much history
     is kept. A table scan, or a search on state or status alone (every delivered row, every resolved alert),
@@ -224,18 +233,18 @@ def test_pruning_finds_every_chunk_through_an_index(store):
         conn.close()
 
 
-def stored_counter(path, name, label):
-    conn = sqlite3.connect(path)
-    try:
-        row = conn.execute("SELECT value FROM counters WHERE name = ? AND label = ?", (name, label)).fetchone()
-    finally:
-        conn.close()
-    return row[0] if row else 0
+def stored_counter(store, name, label):
+    return storesql.one(store, "SELECT value FROM counters WHERE name = ? AND label = ?", (name, label)) or 0
 
 
 def test_rejections_while_the_database_is_locked_are_counted_once_it_is_free(post, client, store):
-    locker = sqlite3.connect(store.path, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    if storesql.is_pg(store):  # another writer holds the counters past busy_timeout (lock_timeout)
+        locker = psycopg.connect(store.url, autocommit=True)
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE counters IN EXCLUSIVE MODE")
+    else:
+        locker = sqlite3.connect(store.path, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the database
     try:
         assert [post(notification(alert()), token="wrong").status_code for _ in range(2)] == [401, 401]
         store.flush_counts()  # cannot write: the counts stay in memory
@@ -244,15 +253,15 @@ def test_rejections_while_the_database_is_locked_are_counted_once_it_is_free(pos
         locker.execute("ROLLBACK")
         locker.close()
     deadline = time.monotonic() + 10
-    while stored_counter(store.path, "rejected", "unauthorized") < 2 and time.monotonic() < deadline:
+    while stored_counter(store, "rejected", "unauthorized") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert stored_counter(store.path, "rejected", "unauthorized") == 2  # written by the flusher, none lost
+    assert stored_counter(store, "rejected", "unauthorized") == 2  # written by the flusher, none lost
     assert samples(client)[("dumont_receiver_rejected_total", (("reason", "unauthorized"),))] == 2
 
 
 def test_closing_the_store_writes_the_counts_it_holds(post, store, monkeypatch):
-    monkeypatch.setattr(sqlite_store, "COUNTS_FLUSH_INTERVAL", 3600)
+    monkeypatch.setattr(sys.modules[type(store).__module__], "COUNTS_FLUSH_INTERVAL", 3600)
     post(notification(alert()), channel="nowhere")
-    assert stored_counter(store.path, "rejected", "unknown_channel") == 0  # in memory only
+    assert stored_counter(store, "rejected", "unknown_channel") == 0  # in memory only
     store.close()
-    assert stored_counter(store.path, "rejected", "unknown_channel") == 1
+    assert stored_counter(store, "rejected", "unknown_channel") == 1

@@ -10,6 +10,8 @@ from .conftest import TOKEN
 from .payloads import alert, notification
 from .serving import Served
 
+pytestmark = pytest.mark.sqlite_only("HTTP handling by the real server, the same whatever the store")
+
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 

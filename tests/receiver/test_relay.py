@@ -1,7 +1,6 @@
 """The relay worker: delivery through real sinks, retries, failures, restarts and storm digests."""
 import json
 import os
-import sqlite3
 import time
 
 import pytest
@@ -11,15 +10,12 @@ from webhook_receiver.channels import formatting as fmt
 from webhook_receiver.relay.worker import RelayWorker
 from webhook_receiver.store.base import StorageError
 
+from . import storesql
 from .payloads import alert, notification
 
 
 def outbox(store):
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT channel, state, attempts, due_at, detail FROM outbox ORDER BY id").fetchall()
-    finally:
-        conn.close()
+    return storesql.query(store, "SELECT channel, state, attempts, due_at, detail FROM outbox ORDER BY id")
 
 
 def test_delivers_to_slack_and_email(post, make_worker, slack, smtp, client):
@@ -234,6 +230,7 @@ def test_an_unrecorded_send_is_recorded_later_and_never_sent_twice(post, make_wo
     assert len(slack.received) == 1 and outbox(store)[0][1:3] == ("delivered", 1)
 
 
+@pytest.mark.sqlite_only("the SQLite relay lock file; PostgreSQL takes any number of relays (test_postgres_relays.py)")
 def test_a_second_relay_on_the_same_database_is_refused(app, config_values, make_worker):
     make_worker()
     other = create_app(config_values)
@@ -290,6 +287,7 @@ def test_a_digest_speaks_for_at_most_digest_max_rows(post, make_worker, slack, s
     assert "10 alerts* (10 firing, 0 resolved)" in json.dumps(slack.received[0]["body"])
 
 
+@pytest.mark.sqlite_only("SQLite's WAL checkpoints")
 def test_the_relay_checkpoints_so_webhooks_never_do(post, make_worker, store):
     for i in range(20):
         post(notification(alert(machine=f"gpu-{i}")))

@@ -1,31 +1,23 @@
 """A message whose handling raises (a bad row, a channel bug) is marked with the error and skipped; it never
 blocks the other messages or channels, and is retried after its backoff, not in a loop."""
 import json
-import sqlite3
 import time
 
+from . import storesql
 from .payloads import alert, notification
 
 
 def outbox(store):
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT o.channel, e.labels, o.state, o.attempts, o.due_at, o.detail FROM outbox o"
-                            " JOIN events e ON e.id = o.event_id ORDER BY o.id").fetchall()
-    finally:
-        conn.close()
+    return storesql.query(store, "SELECT o.channel, e.labels, o.state, o.attempts, o.due_at, o.detail FROM outbox o"
+                                 " JOIN events e ON e.id = o.event_id ORDER BY o.id")
 
 
 def test_an_unreadable_row_is_failed_alone_with_the_error(post, make_worker, smtp, store):
     slack_ok = [alert(machine=f"gpu-{i}") for i in range(3)]
     post(notification(*slack_ok), channel="email-oncall")
     store.apply_intake()
-    conn = sqlite3.connect(store.path)
-    try:  # a bad row: its labels are no JSON object any more
-        conn.execute("UPDATE events SET labels = '{not json' WHERE fingerprint = ?", (slack_ok[1]["fingerprint"],))
-        conn.commit()
-    finally:
-        conn.close()
+    # a bad row: its labels are no JSON object any more
+    storesql.execute(store, "UPDATE events SET labels = '{not json' WHERE fingerprint = ?", (slack_ok[1]["fingerprint"],))
     now = time.time()
     make_worker().run_once(now)
     assert len(smtp.messages) == 1  # the two others, in one message

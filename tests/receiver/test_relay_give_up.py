@@ -3,12 +3,12 @@ channel that keeps failing shows on /metrics, /api/v1/relay and the pages' banne
 
 Against the Slack and SMTP stand-ins; the test config has max_attempts 3, backoff_max 1m.
 """
-import sqlite3
 import time
 
 from flask import render_template_string
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import storesql
 from .payloads import alert, notification
 
 HOUR = 3600
@@ -25,11 +25,7 @@ def failing(client, channel):
 
 
 def slack_row(store):
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT state, attempts, detail FROM outbox WHERE channel = 'slack-oncall'").fetchone()
-    finally:
-        conn.close()
+    return storesql.query(store, "SELECT state, attempts, detail FROM outbox WHERE channel = 'slack-oncall'")[0]
 
 
 def banner(app, client):

@@ -4,7 +4,6 @@ Against the Slack stand-in and the SMTP stand-in, with the relay driven by `now`
 channel's limiter is given the same clock, so a back-off it remembers ends when the test says.
 """
 import math
-import sqlite3
 import time
 from email.utils import format_datetime
 from datetime import datetime, timezone
@@ -13,6 +12,7 @@ import pytest
 
 from webhook_receiver.channels import RateLimiter
 
+from . import storesql
 from .payloads import alert, notification
 
 HOUR = 3600.0  # defer_limit's default, which the test config keeps
@@ -33,12 +33,7 @@ class Now:
 
 
 def slack_row(store):
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT state, attempts, due_at, detail FROM outbox WHERE channel = 'slack-oncall'"
-                            ).fetchone()
-    finally:
-        conn.close()
+    return storesql.query(store, "SELECT state, attempts, due_at, detail FROM outbox WHERE channel = 'slack-oncall'")[0]
 
 
 # (Retry-After, how it is taken: "deferred" for `seconds` without using an attempt, or "failure")

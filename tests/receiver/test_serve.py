@@ -3,13 +3,13 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
 import pytest
 import requests
 
+from . import storesql
 from .conftest import TOKEN
 from .payloads import alert, notification
 from .serving import BIN, Served, free_port
@@ -65,11 +65,7 @@ def test_rejections_counted_in_memory_are_written_when_serve_stops(served, confi
                                  headers={"Authorization": "Bearer nope"}, timeout=10)
         assert response.status_code == 401
     assert served.stop() == 0  # counts wait in memory for up to a second; a stopping worker writes its own
-    conn = sqlite3.connect(config_values["database"])
-    try:
-        assert conn.execute("SELECT value FROM counters WHERE name = 'rejected'").fetchall() == [(3,)]
-    finally:
-        conn.close()
+    assert storesql.query(config_values["database"], "SELECT value FROM counters WHERE name = 'rejected'") == [(3,)]
 
 
 def test_a_killed_receiver_delivers_what_it_acknowledged_after_restart(tmp_path, config_values, slack, slack_path):
@@ -120,6 +116,7 @@ def test_serve_restarts_a_relay_that_died(served, slack):
         os.kill(relay, 0)
 
 
+@pytest.mark.sqlite_only("the SQLite relay lock; on PostgreSQL relays share the database (test_postgres_store.py)")
 def test_a_second_relay_beside_serve_refuses_to_start(served):
     assert wait_for(lambda: "relay.started" in served.log()), served.log()  # it holds the relay lock
     second = subprocess.run([str(BIN), "relay", "--config", str(served.config_path)], capture_output=True,
@@ -128,6 +125,7 @@ def test_a_second_relay_beside_serve_refuses_to_start(served):
     assert "dumont-receiver relay: error: another relay is running on" in second.stderr
 
 
+@pytest.mark.sqlite_only("HTTP body handling, the same whatever the store")
 def test_a_chunked_body_past_the_limit_is_413_not_cut(served, config_values):
     def chunks(body: bytes):
         for i in range(0, len(body), 4096):
@@ -149,6 +147,7 @@ def test_a_chunked_body_past_the_limit_is_413_not_cut(served, config_values):
     assert len(requests.get(served.url + "/api/v1/history", timeout=10).json()["entries"]) == 2
 
 
+@pytest.mark.sqlite_only("HTTP connection handling, the same whatever the store")
 def test_a_keep_alive_connection_is_closed_after_keepalive_requests(tmp_path, config_values):
     server = Served({**config_values, "workers": 2, "threads": 2, "keepalive_requests": 3}, tmp_path).start()
     try:

@@ -16,6 +16,8 @@ from .conftest import TOKEN
 from .payloads import alert, notification
 from .serving import Served
 
+pytestmark = pytest.mark.sqlite_only("HTTP handling by the real server, the same whatever the store")
+
 PATH = "/webhook/slack-oncall"
 TRICKLE_EVERY = 0.2  # seconds between two bytes of a trickling client
 # Four threads in all, far fewer than the slow connections: any of them holding a thread would show.

@@ -10,6 +10,7 @@ from webhook_receiver import create_app
 from webhook_receiver.store import migrations
 from webhook_receiver.store.episodes import StoredChange, Verdict, decide
 
+from . import storesql
 from .payloads import ZERO, alert, notification
 
 E1 = "2024-05-01T10:05:00.123456789Z"
@@ -33,11 +34,7 @@ def timeline(client, fingerprint: str) -> list[tuple[str, str | None]]:
 
 def alerts_rows(store) -> list[tuple]:
     store.apply_intake()
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT status, episode FROM alerts").fetchall()
-    finally:
-        conn.close()
+    return storesql.query(store, "SELECT status, episode FROM alerts")
 
 
 def test_a_late_copy_of_the_firing_then_the_same_resolution_ends_resolved(post, client, store):
@@ -149,6 +146,7 @@ def test_decide(status, ends_at, stored, verdict):
     assert decide(status, ends_at, stored) == verdict
 
 
+@pytest.mark.sqlite_only("the SQLite store's own migration 0006")
 def test_a_version_5_database_whose_pruned_resolutions_share_an_episode_migrates(tmp_path, config_values):
     """Before 0006 a resolution's episode counted those stored before it: after pruning two could share one."""
     path = tmp_path / "v5.db"

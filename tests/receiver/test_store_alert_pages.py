@@ -2,6 +2,8 @@
 clipped, read through an index."""
 from __future__ import annotations
 
+import pytest
+
 from webhook_receiver.store import sqlite_reads
 
 from .payloads import alert, notification
@@ -53,6 +55,7 @@ def test_long_annotations_are_clipped_in_pages_and_whole_in_the_timeline(post, s
     assert store.timeline(listed["fingerprint"])[0]["annotations"]["description"] == long_text
 
 
+@pytest.mark.sqlite_only("SQLite's query plans")
 def test_a_page_reads_the_index_not_every_alert(post, store):
     post_alerts(post, 3)
     store.active_alerts_page(1, None, 1000)

@@ -382,7 +382,7 @@ def test_overlay_sets_runtime_keys_and_names_its_own_file(good, tmp_path):
     overlay.write_text(overlay.read_text().replace("{colour: red}", "{channel: '#x'}"))
     spec, errors = load("test", good, overlay)
     assert errors == []
-    assert spec.endpoints["receiver"] == "127.0.0.1:19878" and spec.receiver_token_file == "/run/token"
+    assert spec.endpoints["receiver"] == ["127.0.0.1:19878"] and spec.receiver_token_file == "/run/token"
     # Setting the *_file of a secret drops the base's *_env for it.
     assert spec.channels["slack-alerts"] == {"type": "slack", "webhook_url_file": "/run/slack"}
 

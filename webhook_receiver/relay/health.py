@@ -1,7 +1,8 @@
 """The relay's health, kept in the store's state table so the web workers (other processes) can read it.
 
-Two kinds of facts: the relay's heartbeat (when its last pass, and each channel's last delivery pass, ended)
-and each channel's failing streak. /-/ready, /metrics and the history page's banner read them.
+Three kinds of facts: the relay's heartbeat (when its last pass, and each channel's last delivery pass, ended),
+each channel's failing streak, and when the outbound heartbeat last reached its outside check (relay/ping.py).
+/-/ready, /metrics and the history page's banner read them.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from webhook_receiver.store.base import Store
 
 HEARTBEAT_KEY = "relay.heartbeat"  # JSON {"pid", "started_at", "at", "channels": {name: at}}
 CHANNEL_PREFIX = "channel."        # + name: JSON of ChannelHealth
+PING_KEY = "heartbeat_ping"        # JSON {"last_ok_at"}: the outside check last answered 2xx (any relay's ping)
 
 
 def _time(value) -> float | None:
@@ -107,3 +109,11 @@ def read_status(store: Store) -> RelayStatus:
     for key, value in store.state_items(CHANNEL_PREFIX).items():
         status.channels[key[len(CHANNEL_PREFIX):]] = ChannelHealth.from_json(value)
     return status
+
+
+def last_ping_ok(store: Store) -> float | None:
+    """When a relay's outbound heartbeat last succeeded, or None (StorageError when the store cannot be read)."""
+    try:
+        return _time(json.loads(store.get_state(PING_KEY) or "{}").get("last_ok_at"))
+    except (ValueError, AttributeError):
+        return None

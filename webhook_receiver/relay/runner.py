@@ -1,4 +1,5 @@
-"""The relay's threads: one delivery thread per channel, one for pruning, housekeeping in the caller's.
+"""The relay's threads: one delivery thread per channel, one for pruning, housekeeping in the caller's, and
+the outbound heartbeat's (relay/ping.py) when one is configured.
 
 Why threads: a channel that hangs (a Slack that answers nothing until its timeout) or keeps failing must
 delay only itself, never email, the dead man's switch or pruning (Alertmanager's notify package fans out
@@ -12,6 +13,7 @@ import logging
 import threading
 import time
 
+from webhook_receiver.relay.ping import Pinger
 from webhook_receiver.relay.worker import RelayWorker
 from webhook_receiver.store.base import StorageError
 
@@ -35,7 +37,7 @@ def _loop(name: str, stop: threading.Event, wake: threading.Event | None, interv
 
 
 def run_threads(worker: RelayWorker, stop: threading.Event) -> None:
-    """Start a delivery thread per channel and the pruning thread, do housekeeping here until `stop`, then join."""
+    """Start the channels', pruning and heartbeat ping threads, do housekeeping here until `stop`, then join."""
     config = worker.config
     log.info("relay.started channels=%s", ",".join(sorted(worker.channels.channels)))
     wakes = {name: threading.Event() for name in worker.deliverable}
@@ -48,6 +50,9 @@ def run_threads(worker: RelayWorker, stop: threading.Event) -> None:
                                           lambda: worker.prune(worker.clock()))))
     for thread in threads:
         thread.start()
+    pinger = Pinger.from_config(config, worker.store)
+    if pinger is not None:
+        pinger.start()
 
     def housekeeping() -> None:
         now = worker.clock()
@@ -55,8 +60,12 @@ def run_threads(worker: RelayWorker, stop: threading.Event) -> None:
             for wake in wakes.values():  # what the intake brought is due now: no need to wait for the interval
                 wake.set()
         worker.beat(now)
+        if pinger is not None:  # this pass completed: the outside check hears of it if the threads keep up
+            pinger.offer(now, worker.pass_at, threads)
 
     _loop("housekeeping", stop, None, config.relay_interval, housekeeping)
+    if pinger is not None:
+        pinger.close()
     for wake in wakes.values():
         wake.set()
     # A send under way ends within its channel's timeout; `serve` kills the relay 20 s after SIGTERM anyway,
