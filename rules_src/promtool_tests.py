@@ -14,7 +14,7 @@ import math
 
 from . import promql, shape_cases, units
 from .drivers import label_set, series, step_histogram, trajectory
-from .expectations import Tiers, duration as _duration, expected_alert, selector
+from .expectations import Tiers, duration as _duration, selector
 from .model import Alert, Record, Spec
 from .yamltext import dump
 
@@ -82,7 +82,6 @@ def _plain_number(value: float) -> float | int:
 
 
 def _threshold_cases(spec: Spec, alert: Alert) -> list[tuple[str, dict]]:
-    interval = spec.evaluation_interval
     avoid = [dict(o.match) for o in alert.overrides]
     targets = [("", {}, tuple(t.expected for t in alert.tiers), avoid)]
     targets += [(o.name, dict(o.match), o.expected, avoid[:i]) for i, o in enumerate(alert.overrides)]

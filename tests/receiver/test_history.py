@@ -3,7 +3,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from webhook_receiver import create_app
 
 from .payloads import alert, notification
 

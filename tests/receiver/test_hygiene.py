@@ -13,7 +13,6 @@ from webhook_receiver.channels.email_format import build_email
 from webhook_receiver.channels.slack_format import build_payload
 from webhook_receiver.history import CLIP_CHARS
 
-from .conftest import TOKEN
 from .payloads import alert, notification
 
 HISTORY = "http://receiver.test/"

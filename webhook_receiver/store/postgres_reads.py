@@ -8,7 +8,8 @@ import json
 
 import psycopg
 
-from webhook_receiver.payload import format_epoch, micros
+from webhook_receiver.payload import micros
+from webhook_receiver.store import rows as shape
 from webhook_receiver.store.base import HistoryQuery
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
@@ -42,14 +43,6 @@ SELECT e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.sev
 _ALERTS_FIRST = _ALERTS_PAGE.replace("{after}", "")
 _ALERTS_AFTER = _ALERTS_PAGE.replace("{after}", "AND (a.starts_at, a.event_id) < (%(starts_at)s, %(event_id)s)")
 _MAX_ID = 2 ** 63 - 1  # bigint's largest: a larger cursor id means "from the first alert of that startsAt"
-
-
-def _event(row: tuple) -> dict:
-    return {
-        "id": row[0], "fingerprint": row[1], "status": row[2], "starts_at": row[3], "ends_at": row[4],
-        "alertname": row[5], "severity": row[6], "labels": json.loads(row[7]),
-        "annotations": json.loads(row[8]), "generator_url": row[9], "received_at": format_epoch(row[10]),
-    }
 
 
 def _json(value):
@@ -87,7 +80,7 @@ class ReadQueries:
                f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT %s")
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
-            entries = [_event(row) for row in rows[:query.limit]]
+            entries = [shape.event(row) for row in rows[:query.limit]]
             self._attach_deliveries(conn, entries, with_attempts=False)
         next_id = entries[-1]["id"] if len(rows) > query.limit else None
         return entries, next_id
@@ -100,30 +93,20 @@ class ReadQueries:
             return
         outbox = {}
         for row in conn.execute(_DELIVERIES, (list(by_id),)):
-            delivery = {
-                "channel": row[2], "state": row[3], "attempts": row[4], "detail": row[5],
-                "finished_at": format_epoch(row[6]) if row[6] is not None else None,
-                "next_attempt_at": format_epoch(row[7]) if row[3] == "pending" else None,
-                "notification": None if row[8] is None else {
-                    "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10]),
-                    "truncated_alerts": row[11],
-                    "cut_by_receiver": None if row[12] is None else {
-                        "alerts": row[12], "body_bytes": row[13], "max_body_bytes": row[14]}},
-            }
+            delivery = shape.delivery(row)
             by_id[row[0]]["deliveries"].append(delivery)
             outbox[row[1]] = delivery
         if with_attempts and outbox:
             for delivery in outbox.values():
                 delivery["attempt_log"] = []
             for row in conn.execute(_ATTEMPTS, (list(outbox),)):
-                outbox[row[0]]["attempt_log"].append({
-                    "at": format_epoch(row[1]), "ok": bool(row[2]), "digest": bool(row[3]), "detail": row[4]})
+                outbox[row[0]]["attempt_log"].append(shape.attempt(row))
 
     def active_alerts(self) -> list[dict]:
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM alerts a JOIN events e ON e.id = a.event_id"
                                 " WHERE a.status = 'firing' ORDER BY e.starts_at DESC, e.id DESC").fetchall()
-        return [_event(row) for row in rows]
+        return [shape.event(row) for row in rows]
 
     def active_alerts_page(self, limit: int, after: tuple[str, int] | None,
                            clip: int) -> tuple[list[dict], tuple[str, int] | None]:
@@ -136,7 +119,8 @@ class ReadQueries:
             else:
                 params.update(starts_at=after[0], event_id=max(min(after[1], _MAX_ID), -_MAX_ID))
                 rows = conn.execute(_ALERTS_AFTER, params).fetchall()
-        alerts = [{**_event((*row[:8], json.dumps(_json(row[8])), *row[10:])), "annotations_clipped": _json(row[9])}
+        alerts = [{**shape.event((*row[:8], json.dumps(_json(row[8])), *row[10:])),
+                   "annotations_clipped": _json(row[9])}
                   for row in rows[:limit]]
         more = len(rows) > limit
         return alerts, (alerts[-1]["starts_at"], alerts[-1]["id"]) if more and alerts else None
@@ -145,7 +129,7 @@ class ReadQueries:
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = %s ORDER BY"
                                 " e.starts_at, e.episode, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
-            entries = [_event(row) for row in rows]
+            entries = [shape.event(row) for row in rows]
             self._attach_deliveries(conn, entries, with_attempts=True)
         return entries
 

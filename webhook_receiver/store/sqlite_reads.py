@@ -6,7 +6,8 @@ import logging
 import re
 import sqlite3
 
-from webhook_receiver.payload import format_epoch, micros
+from webhook_receiver.payload import micros
+from webhook_receiver.store import rows as shape
 from webhook_receiver.store.base import HistoryQuery, StorageError
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ _MAX_ID = 2 ** 63 - 1  # SQLite's largest integer: a larger cursor id means "fro
 _ATTEMPTS = (
     "SELECT di.outbox_id, d.attempted_at, d.ok, d.digest, d.detail FROM delivery_items di"
     " JOIN deliveries d ON d.id = di.delivery_id WHERE di.outbox_id IN ({}) ORDER BY d.id")
-
-
-def _event(row: sqlite3.Row | tuple) -> dict:
-    return {
-        "id": row[0], "fingerprint": row[1], "status": row[2], "starts_at": row[3], "ends_at": row[4],
-        "alertname": row[5], "severity": row[6], "labels": json.loads(row[7]),
-        "annotations": json.loads(row[8]), "generator_url": row[9], "received_at": format_epoch(row[10]),
-    }
 
 
 def _marks(count: int) -> str:
@@ -100,7 +93,7 @@ class ReadQueries:
         self._apply_before_read()
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
-            entries = [_event(row) for row in rows[:query.limit]]
+            entries = [shape.event(row) for row in rows[:query.limit]]
             self._attach_deliveries(conn, entries, with_attempts=False)
         next_id = entries[-1]["id"] if len(rows) > query.limit else None
         return entries, next_id
@@ -113,32 +106,21 @@ class ReadQueries:
             return
         outbox = {}
         for row in conn.execute(_DELIVERIES.format(_marks(len(by_id))), tuple(by_id)):
-            delivery = {
-                "channel": row[2], "state": row[3], "attempts": row[4], "detail": row[5],
-                "finished_at": format_epoch(row[6]) if row[6] is not None else None,
-                "next_attempt_at": format_epoch(row[7]) if row[3] == "pending" else None,
-                "notification": None if row[8] is None else {
-                    "receiver": row[8], "group_key": row[9], "received_at": format_epoch(row[10]),
-                    # alerts of the group left out: by Alertmanager (max_alerts) and by the receiver
-                    "truncated_alerts": row[11],
-                    "cut_by_receiver": None if row[12] is None else {
-                        "alerts": row[12], "body_bytes": row[13], "max_body_bytes": row[14]}},
-            }
+            delivery = shape.delivery(row)
             by_id[row[0]]["deliveries"].append(delivery)
             outbox[row[1]] = delivery
         if with_attempts and outbox:
             for delivery in outbox.values():
                 delivery["attempt_log"] = []
             for row in conn.execute(_ATTEMPTS.format(_marks(len(outbox))), tuple(outbox)):
-                outbox[row[0]]["attempt_log"].append({
-                    "at": format_epoch(row[1]), "ok": bool(row[2]), "digest": bool(row[3]), "detail": row[4]})
+                outbox[row[0]]["attempt_log"].append(shape.attempt(row))
 
     def active_alerts(self) -> list[dict]:
         self._apply_before_read()
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM alerts a JOIN events e ON e.id = a.event_id"
                                 " WHERE a.status = 'firing' ORDER BY e.starts_at DESC, e.id DESC").fetchall()
-        return [_event(row) for row in rows]
+        return [shape.event(row) for row in rows]
 
     def active_alerts_page(self, limit: int, after: tuple[str, int] | None,
                            clip: int) -> tuple[list[dict], tuple[str, int] | None]:
@@ -151,7 +133,7 @@ class ReadQueries:
             else:
                 starts_at, event_id = after[0], max(min(after[1], _MAX_ID), -_MAX_ID)
                 rows = conn.execute(_ALERTS_AFTER, (clip, starts_at, event_id, max(limit, 0) + 1)).fetchall()
-        alerts = [{**_event((*row[:9], *row[10:])), "annotations_clipped": json.loads(row[9])}
+        alerts = [{**shape.event((*row[:9], *row[10:])), "annotations_clipped": json.loads(row[9])}
                   for row in rows[:limit]]
         more = len(rows) > limit
         return alerts, (alerts[-1]["starts_at"], alerts[-1]["id"]) if more and alerts else None
@@ -161,7 +143,7 @@ class ReadQueries:
         with self._read() as conn:
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.fingerprint = ? ORDER BY"
                                 " e.starts_at, e.episode, e.status = 'resolved', e.id", (fingerprint,)).fetchall()
-            entries = [_event(row) for row in rows]
+            entries = [shape.event(row) for row in rows]
             self._attach_deliveries(conn, entries, with_attempts=True)
         return entries
 
