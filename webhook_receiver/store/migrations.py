@@ -9,20 +9,19 @@ from importlib import resources
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-def available() -> list[tuple[int, str]]:
-    """(version, SQL text) of every migration file, in order."""
-    folder = resources.files("webhook_receiver") / "migrations"
+def available(folder: str = "migrations") -> list[tuple[int, str]]:
+    """(version, SQL text) of every migration file in `folder` of the package (SQLite's by default), in order."""
     found = []
-    for entry in folder.iterdir():
+    for entry in (resources.files("webhook_receiver") / folder).iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
     return sorted(found)
 
 
-def latest() -> int:
+def latest(folder: str = "migrations") -> int:
     """The version the code expects."""
-    return available()[-1][0]
+    return available(folder)[-1][0]
 
 
 def _statements(sql: str):

@@ -5,28 +5,22 @@ and each one after the first finds nothing left to do.
 """
 from __future__ import annotations
 
-import re
 import time
-from importlib import resources
 
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+from webhook_receiver.store import migrations
+
 MIGRATE_LOCK = (0x64756D6F, 1)  # ("dumo", 1): pg_advisory_xact_lock's two-key form, apart from the other locks
+FOLDER = "migrations_postgres"  # numbered like SQLite's: the same version means the same schema
 
 
 def available() -> list[tuple[int, str]]:
-    """(version, SQL text) of every migration file, in order."""
-    folder = resources.files("webhook_receiver") / "migrations_postgres"
-    found = []
-    for entry in folder.iterdir():
-        match = _NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    """(version, SQL text) of every PostgreSQL migration, in order."""
+    return migrations.available(FOLDER)
 
 
 def latest() -> int:
     """The version the code expects."""
-    return available()[-1][0]
+    return migrations.latest(FOLDER)
 
 
 def apply(conn) -> int:
