@@ -12,7 +12,7 @@ from exporter import catalog
 from webhook_receiver import create_app
 from webhook_receiver.store import sqlite_relay
 from webhook_receiver.payload import canonical_time
-from webhook_receiver.store import migrations
+from webhook_receiver.store import counts, migrations
 
 from . import storesql
 from .conftest import TOKEN
@@ -260,7 +260,7 @@ def test_rejections_while_the_database_is_locked_are_counted_once_it_is_free(pos
 
 
 def test_closing_the_store_writes_the_counts_it_holds(post, store, monkeypatch):
-    monkeypatch.setattr(sys.modules[type(store).__module__], "COUNTS_FLUSH_INTERVAL", 3600)
+    monkeypatch.setattr(counts, "COUNTS_FLUSH_INTERVAL", 3600)
     post(notification(alert()), channel="nowhere")
     assert stored_counter(store, "rejected", "unknown_channel") == 0  # in memory only
     store.close()

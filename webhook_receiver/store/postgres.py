@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import threading
-from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,6 +23,7 @@ import psycopg_pool
 from webhook_receiver.payload import Alert, Notification
 from webhook_receiver.store import postgres_schema
 from webhook_receiver.store.base import IngestResult, StorageError, Store
+from webhook_receiver.store.counts import BufferedCounts
 from webhook_receiver.store.episodes import StoredChange, decide
 from webhook_receiver.store.postgres_reads import ReadQueries
 from webhook_receiver.store.postgres_relay import COUNT, RelayQueries, text
@@ -31,7 +31,6 @@ from webhook_receiver.store.postgres_relay import COUNT, RelayQueries, text
 log = logging.getLogger(__name__)
 ALERT_LOCK = 0x64756D70  # ("dump", hashtext(fingerprint)): one transaction at a time decides an alert's changes
 STATE_LOCK = (0x64756D71, 0)  # system events (the dead man's switch) and the state they flip, one at a time
-COUNTS_FLUSH_INTERVAL = 1.0  # seconds a count() may wait in memory before it is written
 POOL_SIZE = 12  # connections per process: gunicorn's threads (8) or a relay's threads, with room to spare
 
 _json_text = json.JSONEncoder(sort_keys=True).encode  # labels as stored and compared: keys sorted (as SQLite's)
@@ -76,7 +75,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0] if message else ''}"
 
 
-class PostgresStore(ReadQueries, RelayQueries, Store):
+class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
     """Store on one PostgreSQL database, shared by any number of receivers."""
 
     def __init__(self, url: str, password: str | None = None, busy_timeout: float = 5.0,
@@ -90,10 +89,7 @@ class PostgresStore(ReadQueries, RelayQueries, Store):
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pool_pid: int | None = None
-        self._unflushed: Counter[tuple[str, str]] = Counter()  # count()s not yet written, this process
-        self._counts_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._flusher_pid: int | None = None
+        self._init_counts()
         self._closing = threading.Event()
         # This store's identity as a relay: its claims carry it; a session advisory lock on it says it is alive.
         self.relay_id = random.SystemRandom().randrange(1, 2 ** 31)
@@ -261,34 +257,8 @@ class PostgresStore(ReadQueries, RelayQueries, Store):
             conn.execute(COUNT, ("received", channel, alerts))
 
     # -- counters
-    def count(self, name: str, label: str, amount: int = 1) -> None:
-        # Kept in memory and written by a background thread, as the SQLite store does: a transaction per
-        # rejected request would turn a flood of bad requests into write load.
-        with self._counts_lock:
-            self._unflushed[name, label] += amount
-        if self._flusher_pid != os.getpid():  # one flusher per process (gunicorn forks workers)
-            with self._lock:
-                if self._flusher_pid != os.getpid():
-                    self._flusher_pid = os.getpid()
-                    self._flusher = threading.Thread(target=self._flush_counts_forever, args=(self._closing,),
-                                                     name="counts-flusher", daemon=True)
-                    self._flusher.start()
-
-    def _flush_counts_forever(self, closing: threading.Event) -> None:
-        while not closing.wait(COUNTS_FLUSH_INTERVAL):
-            self.flush_counts()
-
-    def flush_counts(self) -> None:
-        """Add the counts this process holds in memory to the shared ones; on a failure they wait for the next flush."""
-        with self._counts_lock:
-            deltas, self._unflushed = self._unflushed, Counter()
-        if not deltas:
-            return
-        try:
-            with self._write() as conn:
-                # In key order: two processes flushing the same counters lock their rows in the same order.
-                for (name, label), amount in sorted(deltas.items()):
-                    conn.execute(COUNT, (name, label, amount))
-        except StorageError:
-            with self._counts_lock:
-                self._unflushed.update(deltas)
+    def _add_counts(self, deltas) -> None:
+        with self._write() as conn:
+            # In key order: two processes flushing the same counters lock their rows in the same order.
+            for (name, label), amount in sorted(deltas.items()):
+                conn.execute(COUNT, (name, label, amount))

@@ -12,7 +12,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,6 +19,7 @@ from typing import Iterator
 from webhook_receiver.payload import Alert, Notification
 from webhook_receiver.store import migrations
 from webhook_receiver.store.base import IngestResult, StorageError, Store
+from webhook_receiver.store.counts import BufferedCounts
 from webhook_receiver.store.episodes import StoredChange, decide
 from webhook_receiver.store.files import DATABASE_FILE_MODE, prepare_database_files
 from webhook_receiver.store.sqlite_reads import ReadQueries
@@ -74,7 +74,6 @@ _json_text = json.JSONEncoder(sort_keys=True).encode
 # ones overflow.
 PAGE_SIZE = 1024
 SYNCHRONOUS_MODES = ("normal", "full")  # SQLite's synchronous settings the receiver offers (README: Durability)
-COUNTS_FLUSH_INTERVAL = 1.0  # seconds a count() may wait in memory before it is written
 
 
 def _event_row(alert: Alert, now: float) -> tuple:
@@ -98,7 +97,7 @@ class _Pending:
     done: bool = False
 
 
-class SQLiteStore(ReadQueries, RelayQueries, Store):
+class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
     """Store on one SQLite file."""
 
     def __init__(self, path: str, busy_timeout: float = 5.0, autocheckpoint_pages: int = 1000,
@@ -120,10 +119,7 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
         self._queue_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._lock_pid: int | None = None
-        self._unflushed: Counter[tuple[str, str]] = Counter()  # count()s not yet written, this process
-        self._counts_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._flusher_pid: int | None = None
+        self._init_counts()
         self._closing = threading.Event()
         self._files_pid: int | None = None
 
@@ -389,32 +385,6 @@ class SQLiteStore(ReadQueries, RelayQueries, Store):
                          " DO UPDATE SET last_at = max(last_at, excluded.last_at)", (channel, now))
             conn.execute(COUNT, ("received", channel, alerts))
 
-    def count(self, name: str, label: str, amount: int = 1) -> None:
-        # Kept in memory and written by a background thread: a transaction per rejected request would turn a
-        # flood of bad requests into write load, and a 503 for a locked database would wait for it again.
-        with self._counts_lock:
-            self._unflushed[name, label] += amount
-        if self._flusher_pid != os.getpid():  # one flusher per process (gunicorn forks workers)
-            with self._lock:
-                if self._flusher_pid != os.getpid():
-                    self._flusher_pid = os.getpid()
-                    self._flusher = threading.Thread(target=self._flush_counts_forever, args=(self._closing,),
-                                                     name="counts-flusher", daemon=True)
-                    self._flusher.start()
-
-    def _flush_counts_forever(self, closing: threading.Event) -> None:
-        while not closing.wait(COUNTS_FLUSH_INTERVAL):
-            self.flush_counts()
-
-    def flush_counts(self) -> None:
-        """Write the counts this process holds in memory; on a storage error they wait for the next flush."""
-        with self._counts_lock:
-            deltas, self._unflushed = self._unflushed, Counter()
-        if not deltas:
-            return
-        try:
-            with self._write() as conn:
-                conn.executemany(COUNT, [(name, label, amount) for (name, label), amount in deltas.items()])
-        except StorageError:
-            with self._counts_lock:
-                self._unflushed.update(deltas)
+    def _add_counts(self, deltas) -> None:
+        with self._write() as conn:
+            conn.executemany(COUNT, [(name, label, amount) for (name, label), amount in deltas.items()])
