@@ -17,11 +17,12 @@ RUN_DIR ?= run
 FUZZ_EXAMPLES ?= 2000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup debs test test-fast fuzz generate check up up-ha down status bench clean
+.PHONY: help setup debs test test-fast fuzz generate check up up-ha down status drill bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  Variables: ENV=$(ENV) (environment of make up and up-ha), RUN_DIR=$(RUN_DIR), VENV=$(VENV), FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"
+	@echo "             SEVERITY=$(SEVERITY) (make drill: empty drills every severity, SEVERITY=critical that one only)"
 
 setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl, postgresql; the project into .venv
 
@@ -78,6 +79,10 @@ down: ## Stop exactly what `make up` or `make up-ha` started
 
 status: ## Show each process of the stack, its URL and whether it is ready
 	@if [ -x $(PY) ]; then $(PY) -m deploy.local status --run-dir $(RUN_DIR); else echo "not set up"; fi
+
+drill: ## Fire drill on the running stack: a test alert per severity, followed to every channel and resolved
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local.drill --run-dir $(RUN_DIR) $(if $(SEVERITY),--severity $(SEVERITY)); \
+	else echo "not set up: make up first" >&2; exit 2; fi
 
 bench: setup ## Run the benchmarks and print their figures beside a baseline
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -12,6 +12,7 @@ from exporter import catalog
 
 from . import gotemplate, promql, tiers, units
 from .driver_spec import driver, reachable
+from .links import DEFAULT_RUNBOOK_URL, check_runbook_url
 from .model import NAME, Alert
 from .schema import ALERT_FIELDS, SEVERITIES
 
@@ -37,8 +38,9 @@ _REQUIRED_OF = {"value": ("op", "unit", "carries", "test"), "predict": ("window"
                 "vanished": ("window", "carries"), "expr": ()}
 
 
-def alerts(c, env: str, params: dict, records: set[str]) -> tuple[Alert, ...]:
-    """Every alert of `alerts:` and `meta:`; each problem is reported where it was written."""
+def alerts(c, env: str, params: dict, records: set[str], receiver_url: str) -> tuple[Alert, ...]:
+    """Every alert of `alerts:` and `meta:` (`receiver_url` fills `${receiver_external_url}`); each problem is
+    reported where it was written."""
     out, defined = [], set()
     for section in ("alerts", "meta"):
         for name in c.get((section,), {}):
@@ -48,8 +50,10 @@ def alerts(c, env: str, params: dict, records: set[str]) -> tuple[Alert, ...]:
             defined.add(name)
             if not NAME.match(name):
                 c.fail((section, name), f"alert name must match {NAME.pattern} (it names the alert's files)")
+            elif name == "index":
+                c.fail((section, name), "reserved name: runbooks/index.md and index.html list the runbooks")
             if not c.broken((section, name)):
-                alert = _alert(c, env, section, name, params, records)
+                alert = _alert(c, env, section, name, {**params, "receiver_external_url": receiver_url}, records)
                 out.append(alert) if alert else None
     for name in sorted(set(c.get(("contract", "alerts"), {})) - defined):
         c.fail(("contract", "alerts", name), "the contract names an alert the spec does not define")
@@ -303,10 +307,13 @@ def _template(c, where: tuple, text: str, local: dict) -> str:
 def _texts(c, at: tuple, spec: dict, local: dict) -> dict:
     out = {key: _template(c, at + (key,), str(c.get(at + (key,), "")), local) for key in ("summary", "description")}
     own = "runbook_url" in spec
-    text = c.get(at + ("runbook_url",), "") if own else c.get(("runbook_url",), "")
-    url, missing = promql.substitute(str(text), local)
+    where = at + ("runbook_url",) if own else ("runbook_url",)
+    text = str(c.get(where, "") if own else c.get(where, DEFAULT_RUNBOOK_URL))
+    url, missing = promql.substitute(text, local)
     for name in missing:
-        c.fail(at + ("runbook_url",) if own else ("runbook_url",), f"unknown parameter ${{{name}}}")
+        c.fail(where, f"unknown parameter ${{{name}}}")
+    if not missing and not c.broken(where):
+        check_runbook_url(c, where, text, url)
     out["runbook_url"] = url
     extra = {}
     for key, text in c.get(at + ("annotations",), {}).items():

@@ -33,6 +33,8 @@ def crosscheck(spec: Spec, files: dict[str, str]) -> list[str]:
             errors.append(f"{where}prometheus/rules: no rule for {alert.name}")
         if f"runbooks/{alert.name}.md" not in files:
             errors.append(f"{where}runbooks: no page for {alert.name}")
+        if f"runbooks/{alert.name}.html" not in files:  # the receiver's /runbooks/<Alert>, where runbook_url points
+            errors.append(f"{where}runbooks: no HTML page for {alert.name}")
         tests = files.get(f"prometheus/tests/{alert.name}.yml", "")
         if f"alertname: {alert.name}\n" not in tests:
             errors.append(f"{where}prometheus/tests: no test case for {alert.name}")

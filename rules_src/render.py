@@ -7,6 +7,7 @@ from . import promql, units
 from .model import Alert, Spec
 from .promtool_tests import test_files
 from .routing import channels_for
+from .runbook_html import html_pages
 from .yamltext import dump
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("rules_src", "templates"),
@@ -36,11 +37,14 @@ def render(spec: Spec) -> dict[str, str]:
     for group in spec.groups:
         files[f"prometheus/rules/{group}.yml"] = dump({"groups": [_group(spec, group)]})
     files.update({f"prometheus/tests/{name}": text for name, text in test_files(spec).items()})
-    files["runbooks/index.md"] = _TEMPLATES.get_template("index.md.j2").render(spec=spec, rows=_runbook_rows(spec))
-    for alert, row in zip(spec.alerts, _runbook_rows(spec)):
+    rows = _runbook_rows(spec)
+    files["runbooks/index.md"] = _TEMPLATES.get_template("index.md.j2").render(spec=spec, rows=rows)
+    for alert, row in zip(spec.alerts, rows):
         files[f"runbooks/{alert.name}.md"] = _TEMPLATES.get_template("alert.md.j2").render(
             spec=spec, alert=alert, row=row, rules=alert_rules(alert))
-    return {path: header(spec, "<!--" if path.endswith(".md") else "#") + text for path, text in sorted(files.items())}
+    files.update(html_pages(spec, rows, alert_rules))  # what the receiver serves at /runbooks/
+    return {path: header(spec, "<!--" if path.endswith((".md", ".html")) else "#") + text
+            for path, text in sorted(files.items())}
 
 
 def _group(spec: Spec, group: str) -> dict:

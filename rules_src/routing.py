@@ -6,24 +6,38 @@ import re
 from . import promql, units
 from .model import Alert, Inhibition, Route
 from .schema import INLINE_SECRETS
+from .slack_modes import check_slack
 
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_REQUIRED = {"slack": ("webhook_url",), "email": ("to", "from", "smarthost"), "heartbeat": (),
+_REQUIRED = {"slack": (),  # webhook_url or bot_token: check_slack
+             "email": ("to", "from", "smarthost"), "heartbeat": (),
+             "webhook": ("url",), "pagerduty": ("routing_key",),
              "alertmanager_slack": ("api_url",), "alertmanager_email": ("to", "from", "smarthost")}
-_SECRETS = ("webhook_url", "password", "api_url")
+_SECRETS = ("webhook_url", "password", "api_url", "url", "secret", "routing_key", "bot_token")
 # Alertmanager's own integrations read their secrets from files (api_url_file, auth_password_file), never
 # from the environment; and the fields each type may have.
 DIRECT = ("alertmanager_slack", "alertmanager_email")
-_FIELDS = {"slack": {"webhook_url_file", "webhook_url_env", "channel"},
-           "email": {"to", "from", "smarthost", "require_tls", "username", "password_file", "password_env"},
-           "heartbeat": set(), "alertmanager_slack": {"api_url_file", "channel"},
+_FIELDS = {"slack": {"webhook_url_file", "webhook_url_env", "channel", "relay_reconciled",
+                     "bot_token_file", "bot_token_env", "api_url", "update_parent"},
+           "email": {"to", "from", "smarthost", "require_tls", "username", "password_file", "password_env",
+                     "relay_reconciled"},
+           "heartbeat": set(),
+           "webhook": {"url_file", "url_env", "secret_file", "secret_env", "headers", "timeout", "relay_reconciled"},
+           "pagerduty": {"routing_key_file", "routing_key_env", "api_url", "timeout", "relay_reconciled"},
+           "alertmanager_slack": {"api_url_file", "channel"},
            "alertmanager_email": {"to", "from", "smarthost", "require_tls", "username", "password_file"}}
 # Fields that name or address something and are rendered into receiver/channels.yml as they are: a URL
 # or credential in one is a secret written inline (a Slack webhook URL pasted as `channel`, a
 # smtp://user:password@host smarthost). `_SECRET_OF` says where the channel type's secret belongs.
 _PLAIN = ("channel", "to", "from", "smarthost", "username")
-_SECRET_OF = {"slack": "webhook_url", "email": "password", "alertmanager_slack": "api_url",
-              "alertmanager_email": "password"}
+_SECRET_OF = {"slack": "webhook_url", "email": "password", "webhook": "url", "pagerduty": "routing_key",
+              "alertmanager_slack": "api_url", "alertmanager_email": "password"}
+# A webhook header whose name says it carries a credential takes its value from a file or variable only
+_CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|passw|credential|api[-_]?key|session", re.IGNORECASE)
+# The receiver sets these itself (webhook_receiver/channels/webhook_headers.py, which refuses them too)
+_RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding", "connection",
+                     "x-dumont-signature", "x-dumont-timestamp"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _REFERENCE_HINT = {"_file": "give the path of a file that holds it",
                    "_env": "give the name of an environment variable that holds it"}
 
@@ -78,8 +92,12 @@ def _channel_fields(c, at, spec) -> None:
     # Others are unknown to every type (the shape check says so); api_url_env is named to say why it cannot be.
     known = set().union(*_FIELDS.values()) | {"api_url_env"}
     for key in sorted((set(spec) & known) - _FIELDS[kind]):
-        reason = "Alertmanager reads secrets from files only" if kind in DIRECT and key.endswith("_env") else \
-            f"not a field of a {kind} channel"
+        if kind in DIRECT and key.endswith("_env"):
+            reason = "Alertmanager reads secrets from files only"
+        elif _SECRET_OF.get(kind) == key:  # api_url: a secret of alertmanager_slack, pagerduty's endpoint
+            reason = f"secret written inline (use {INLINE_SECRETS[key]})"
+        else:
+            reason = f"not a field of a {kind} channel"
         c.fail(at + (key,), reason)
     for stem in _SECRETS:
         if stem + "_file" in spec and stem + "_env" in spec:
@@ -89,6 +107,46 @@ def _channel_fields(c, at, spec) -> None:
             check_reference(c, at + (key,))
         elif key in _PLAIN:
             _plain(c, at + (key,), spec["type"])
+    if kind == "webhook" and isinstance(spec.get("headers"), dict) and not c.broken(at + ("headers",)):
+        _headers(c, at + ("headers",), spec["headers"])
+    if kind == "slack":
+        check_slack(c, at, spec)
+    if kind == "pagerduty" and "api_url" in spec and c.clean(at + ("api_url",)):
+        _api_url(c, at + ("api_url",), spec["api_url"])
+    if "timeout" in spec and kind in ("webhook", "pagerduty") and c.clean(at + ("timeout",)):
+        if units.parse_duration(spec["timeout"]) == 0:  # the receiver would wait for nothing
+            c.fail(at + ("timeout",), "must be longer than 0s")
+        else:
+            c.duration(at + ("timeout",), spec["timeout"])
+
+
+def _headers(c, at: tuple, headers: dict) -> None:
+    """A webhook's headers: a credential only by reference; a plain value holding no URL or credential."""
+    for name, value in headers.items():
+        if not c.clean(at + (name,)):
+            continue
+        if not _HEADER_NAME.match(str(name)):
+            c.fail(at + (name,), "not a valid header name")
+        elif str(name).lower() in _RESERVED_HEADERS:
+            c.fail(at + (name,), "set by the channel itself")
+        if isinstance(value, dict):
+            given = [key for key in ("value_file", "value_env") if key in value]
+            if len(given) != 1:
+                c.fail(at + (name,), "give value_file or value_env, not both" if given else
+                       "missing required field 'value_file' or 'value_env'")
+            for key in given:
+                check_reference(c, at + (name, key))
+        elif _CREDENTIAL_HEADER.search(str(name)) or looks_secret(value):
+            c.fail(at + (name,), "secret written inline (use {value_file: PATH} or {value_env: VAR})")
+
+
+def _api_url(c, at: tuple, url: str) -> None:
+    """PagerDuty's Events API base URL: public, so inline, but never with credentials in it."""
+    parts = re.match(r"^(https?)://([^/?#]*)([^?#]*)$", url)
+    if parts is None or not parts.group(2):
+        c.fail(at, "must be an http(s) base URL such as https://events.pagerduty.com")
+    elif "@" in parts.group(2):
+        c.fail(at, "must not hold credentials (the routing key goes in routing_key_file or routing_key_env)")
 
 
 

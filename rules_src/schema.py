@@ -13,8 +13,10 @@ SEVERITIES = ("critical", "warning", "info")
 OPS = (">", ">=", "<", "<=", "==")
 # Secrets must be references; these keys would hold them inline.
 INLINE_SECRETS = {"webhook_url": "webhook_url_file or webhook_url_env", "api_url": "api_url_file",
-                  "password": "password_file or password_env",
-                  "credentials": "credentials_file", "token": "a *_file reference"}
+                  "password": "password_file or password_env", "url": "url_file or url_env",
+                  "secret": "secret_file or secret_env", "routing_key": "routing_key_file or routing_key_env",
+                  "credentials": "credentials_file", "token": "a *_file reference",
+                  "bot_token": "bot_token_file or bot_token_env"}
 
 _STR = {"type": "string"}
 _STRS = {"type": "array", "items": _STR}
@@ -62,12 +64,19 @@ _RECORD = {"type": ["string", "object"], "properties": {"expr": _STR, "test": _R
            "additionalProperties": False}
 _RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR}, "additionalProperties": _RECORD}
 # alertmanager_slack / alertmanager_email are Alertmanager's own integrations (routing around the receiver).
-CHANNEL_TYPES = ("slack", "email", "heartbeat", "alertmanager_slack", "alertmanager_email")
+CHANNEL_TYPES = ("slack", "email", "heartbeat", "webhook", "pagerduty", "alertmanager_slack", "alertmanager_email")
+# A webhook's extra header: its value, or where a secret value is kept
+_HEADER = {"type": ["object", "string"], "properties": {"value_file": _STR, "value_env": _STR},
+           "additionalProperties": False}
 _CHANNEL = _obj({"type": {"enum": list(CHANNEL_TYPES)}, "webhook_url_file": _STR, "api_url_file": _STR,
                  "api_url_env": _STR,
                  "webhook_url_env": _STR, "channel": _STR, "to": _STRS, "from": _STR, "smarthost": _STR,
                  "require_tls": {"type": "boolean"}, "username": _STR, "password_file": _STR,
-                 "password_env": _STR})
+                 "password_env": _STR, "relay_reconciled": {"type": "boolean"},
+                 "url_file": _STR, "url_env": _STR, "secret_file": _STR, "secret_env": _STR,
+                 "headers": {"type": "object", "additionalProperties": _HEADER, "minProperties": 1},
+                 "routing_key_file": _STR, "routing_key_env": _STR, "api_url": _STR, "timeout": _STR,
+                 "bot_token_file": _STR, "bot_token_env": _STR, "update_parent": {"type": "boolean"}})
 
 SCHEMA = _obj({
     "params": {"type": "object", "additionalProperties": _SCALAR},
@@ -77,6 +86,7 @@ SCHEMA = _obj({
     "endpoints": _obj({name: {"type": ["string", "array"], "items": _STR, "minItems": 1} if name in _MANY else _STR
                        for name in _ENDPOINTS}, _ENDPOINTS),
     "receiver_token_file": _STR,
+    "receiver_external_url": _STR,
     "runbook_url": _STR,
     "dashboard_url": _STR,
     "contract": _obj({
@@ -99,13 +109,14 @@ SCHEMA = _obj({
                     _TIMINGS),
     "channels": {"type": "object", "additionalProperties": _CHANNEL},
     "deadman": _obj({"channel": _STR, "timeout": _STR, "notify": _STRS}, ("channel", "timeout", "notify")),
-}, ("params", "prometheus", "endpoints", "receiver_token_file", "runbook_url", "contract", "recording",
+}, ("params", "prometheus", "endpoints", "receiver_token_file", "contract", "recording",
     "alerts", "meta", "routing", "channels", "deadman"))
 
 
 # The base file that holds each top-level field (docs/rules.md): a missing one is reported there.
 HOME = {"params": "config.yaml", "prometheus": "config.yaml", "endpoints": "config.yaml",
         "receiver_token_file": "config.yaml", "runbook_url": "config.yaml", "dashboard_url": "config.yaml", "contract": "contract.yaml",
+        "receiver_external_url": "config.yaml",
         "recording": "recording.yaml", "alerts": "alerts.yaml", "meta": "meta.yaml", "routing": "routing.yaml",
         "channels": "channels.yaml", "deadman": "channels.yaml"}
 
@@ -144,5 +155,6 @@ _TYPES = {"string": "a string", "object": "a mapping", "array": "a list", "boole
           "number": "a number", "['string', 'number']": "a string or a number",
           "['string', 'number', 'object']": "a threshold, or a mapping of severity to threshold",
           "['string', 'array']": "host:port, or a list of them",
-          "['string', 'object']": "PromQL, or a mapping with expr and test"}
+          "['string', 'object']": "PromQL, or a mapping with expr and test",
+          "['object', 'string']": "a string, or a mapping with value_file or value_env"}
 

@@ -7,13 +7,14 @@ from exporter import catalog
 
 from . import promql, units
 from .alert_spec import alerts as alert_models
+from .links import receiver_external_url
 from .loader import Marks, SpecError
 from .model import Spec
 from .recording import check_recording, recording_model
 from .routing import check_channels, check_reference, routing_model
 from .sizing import check_post_size
 
-RESERVED = {"threshold", "for", "keep_firing_for", "selector", "alert", "env"}
+RESERVED = {"threshold", "for", "keep_firing_for", "selector", "alert", "env", "receiver_external_url"}
 
 
 class Checker:
@@ -82,7 +83,7 @@ def build(env: str, data: dict, marks: Marks, sources: tuple[str, ...], digest: 
     evaluation = _interval(c, "evaluation_interval")
     endpoints = _endpoints(c)
     recording, records = recording_model(c, params, evaluation)
-    alerts = alert_models(c, env, params, records)
+    alerts = alert_models(c, env, params, records, receiver_external_url(c, endpoints))
     check_recording(c, recording)
     check_channels(c)
     check_reference(c, ("receiver_token_file",))

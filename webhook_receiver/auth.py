@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Callable
+from urllib.parse import quote, quote_from_bytes
 
 from flask import Request
 
@@ -35,6 +36,12 @@ def authorized(request: Request, token: str, allow_cookie: bool = False) -> bool
 # percent-encode theirs). Browsers drop tabs and newlines inside a URL and read a backslash as a slash, so
 # `/<TAB>/evil.example` or `/\evil.example` would leave the site; a newline made the redirect itself fail.
 _SAME_SITE_PATH = re.compile(r"/(?![/\\])[!-~]*\Z", re.ASCII)
+
+
+def request_target(request: Request) -> str:
+    """The request's path and query, percent-encoded: what sign-in's `next` takes (safe_next)."""
+    query = quote_from_bytes(request.query_string, safe="=&+%;/:,@?")
+    return quote(request.path) + (f"?{query}" if query else "")
 
 
 def safe_next(target: str | None) -> str:

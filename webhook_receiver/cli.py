@@ -1,5 +1,5 @@
 """`dumont-receiver`: serve (HTTP + relay), relay (the outbox worker alone), init-db (migrations), migrate-db
-(a SQLite history into PostgreSQL)."""
+(a SQLite history into PostgreSQL), drill (a synthetic alert followed through the whole path)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,9 @@ from webhook_receiver.channels import ChannelSet, load_channels
 from webhook_receiver.config import (Config, ConfigError, check_database, database_password, is_postgres, load_config,
                                      read_secret)
 from webhook_receiver.db import open_store
+from webhook_receiver.drill import command as drill
 from webhook_receiver.relay.worker import RelayWorker
+from webhook_receiver.runbooks import check_config as check_runbooks
 from webhook_receiver.store.base import StorageError
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     secret = migrate.add_mutually_exclusive_group()
     secret.add_argument("--password-file", help="file holding the PostgreSQL password")
     secret.add_argument("--password-env", help="environment variable holding the PostgreSQL password")
+    drill.add_arguments(commands.add_parser(
+        "drill", help="fire a tagged synthetic alert through each Alertmanager and follow it to every channel",
+        description=drill.DESCRIPTION))
     return parser
 
 
@@ -138,11 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate-db":  # needs no receiver.yml: both databases are named on the command line
         logs.configure("info")
         return _migrate_db(args)
+    if args.command == "drill":  # reads receiver.yml only for defaults, and talks HTTP only
+        return drill.run(args)
     try:
         config = load_config(args.config)
         # Loaded here for every command, so a bad channels file fails once with a clear message.
         channels = load_channels(config.channels_file)
         database_password(config)  # a missing password file or variable is a configuration error, said now
+        if args.command == "serve":  # said here: gunicorn's workers would only log it
+            check_runbooks(config)
     except ValueError as exc:  # ConfigError and the channels loader's errors name file and field
         print(f"dumont-receiver: error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ class Config:
     channels_file: str
     token_file: str
     history_token_file: str | None = None
+    runbooks_dir: str | None = None  # the rendered runbooks (generated/<env>/runbooks), served at /runbooks/
     database_password_file: str | None = None  # PostgreSQL: the password, read from this file
     database_password_env: str | None = None   # PostgreSQL: or from the environment variable of this name
     listen: str = "127.0.0.1:9878"
@@ -56,11 +57,17 @@ class Config:
     batch_size: int = 10
     storm_threshold: int = 20
     relay_interval: float = 1.0
+    relay_coalesce: float = 0.02      # a pass starts this long after a webhook commits new work (doubling in a storm)
     prune_interval: float = 3600.0
     heartbeat_url_file: str | None = None  # file holding an outside check's ping URL (healthchecks.io style)
     heartbeat_url_env: str | None = None   # or the environment variable holding it; never the URL itself
     heartbeat_interval: float = 60.0       # the relay pings at most this often, and only while it works
     heartbeat_timeout: float = 10.0        # for one ping (connect, then each read)
+    alertmanager_urls: tuple[str, ...] = ()  # every Alertmanager posting here (HA peers too): the relay reconciles
+    reconcile_interval: float = 30.0   # how often the relay reads the Alertmanagers' alerts and silences
+    reconcile_timeout: float = 5.0     # for each read of one Alertmanager
+    reconcile_grace: float = 600.0     # an alert last seen active is resolved after missing this long (> group_interval)
+    reconcile_warmup: float = 120.0    # an Alertmanager up for less than this cannot say an alert ended
     log_level: str = "info"
 
     @property
@@ -71,14 +78,15 @@ class Config:
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a `database` starting so is a PostgreSQL URL
-_DURATION_KEYS = {"claim_timeout", "retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
+_DURATION_KEYS = {"relay_coalesce", "claim_timeout", "retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
-                  "send_timeout", "heartbeat_interval", "heartbeat_timeout"}
+                  "send_timeout", "heartbeat_interval", "heartbeat_timeout", "reconcile_interval", "reconcile_timeout",
+                  "reconcile_grace", "reconcile_warmup"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
              "batch_size", "storm_threshold", "body_min_rate", "max_connections"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file", "heartbeat_url_file", "heartbeat_url_env", "database_password_file",
-                  "database_password_env"}
+                  "database_password_env", "runbooks_dir"}
 # Keys that would put a secret in receiver.yml: refused, naming the keys that say where the secret is.
 _INLINE_SECRETS = {"heartbeat_url": ("heartbeat_url_file", "heartbeat_url_env"),
                    "database_password": ("database_password_file", "database_password_env")}
@@ -86,7 +94,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
-                              "send_timeout", "heartbeat_interval", "heartbeat_timeout", "claim_timeout"}
+                              "send_timeout", "heartbeat_interval", "heartbeat_timeout", "claim_timeout",
+                              "reconcile_interval", "reconcile_timeout"}
 KEYS = tuple(f.name for f in fields(Config))
 
 
@@ -103,6 +112,8 @@ def parse_duration(value: Any) -> float:
 
 
 def _coerce(key: str, value: Any, from_env: bool) -> Any:
+    if key == "alertmanager_urls" and (value is None or (from_env and value in ("", "null"))):
+        return ()  # no reconciliation
     if value is None or (from_env and value in ("", "null")):
         if key in _OPTIONAL_KEYS:
             return None
@@ -121,6 +132,8 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
+    elif key == "alertmanager_urls":
+        return _urls(value, from_env)
     elif key in ("heartbeat_url_file", "heartbeat_url_env"):
         return _secret_reference(key, value)
     elif key in ("database_password_file", "database_password_env"):
@@ -140,6 +153,23 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
     if key in _POSITIVE_KEYS and result <= 0:
         raise ValueError(f"must be greater than 0, got {value!r}")
     return result
+
+
+def _urls(value: Any, from_env: bool) -> tuple[str, ...]:
+    """Base URLs: a YAML list, or from the environment one string separated by commas."""
+    if from_env and isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(url, str) for url in value):
+        raise ValueError(f"expected a list of URLs, got {value!r}")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected http:// or https:// URLs, got {url!r}")
+        if parts.password is not None:
+            raise ValueError("a password inside a URL is refused (it would be logged)")
+    if len(set(value)) != len(value):
+        raise ValueError("a URL is listed twice")
+    return tuple(value)
 
 
 def _secret_reference(key: str, value: Any) -> str:
@@ -187,6 +217,8 @@ def build_config(values: Mapping[str, Any], source: str = "config",
     if settled.get("max_read_bytes", Config.max_read_bytes) < max_body:
         raise ConfigError(f"{source}: max_read_bytes: must be at least max_body_bytes ({max_body})")
     interval = settled.get("relay_interval", Config.relay_interval)
+    if not 0 <= settled.get("relay_coalesce", Config.relay_coalesce) <= interval:
+        raise ConfigError(f"{source}: relay_coalesce: must be between 0 and relay_interval ({interval:g}s)")
     if settled.get("relay_stall_after", Config.relay_stall_after) <= interval:
         raise ConfigError(f"{source}: relay_stall_after: must be longer than relay_interval ({interval:g}s)")
     # Each worker holds max_connections / workers: past its threads, that leaves room for kept-alive and

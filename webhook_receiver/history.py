@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
-from urllib.parse import quote, quote_from_bytes
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 from werkzeug.datastructures import MultiDict
 
-from webhook_receiver.auth import COOKIE, authorized, matches, safe_next
+from webhook_receiver.auth import COOKIE, authorized, matches, request_target, safe_next
 from webhook_receiver.db import get_store
 from webhook_receiver.query import (PARAMS, QueryError, encode_alerts_cursor, encode_cursor, parse_alerts_query,
                                     parse_query)
@@ -28,17 +27,11 @@ def _require_token():
     if token is None or request.endpoint == "history.sign_in" or authorized(request, token, allow_cookie=is_page):
         return None
     if is_page:  # a browser sends no bearer header: ask for the token once, then keep it in the cookie
-        return render_template("sign_in.html", next=_here(), wrong=False), 401
+        return render_template("sign_in.html", next=request_target(request), wrong=False), 401
     response = jsonify(error="missing or wrong bearer token")
     response.status_code = 401
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
-
-
-def _here() -> str:
-    """This request's path and query, percent-encoded: what sign-in's `next` takes (auth.safe_next)."""
-    query = quote_from_bytes(request.query_string, safe="=&+%;/:,@?")
-    return quote(request.path) + (f"?{query}" if query else "")
 
 
 @bp.post("/sign-in")
@@ -117,7 +110,8 @@ def api_alert(fingerprint: str):
     timeline = get_store().timeline(fingerprint)
     if not timeline:
         return _error(404, f"unknown alert {fingerprint!r}")
-    return jsonify(fingerprint=fingerprint, status=timeline[-1]["status"], timeline=timeline)
+    return jsonify(fingerprint=fingerprint, status=timeline[-1]["status"], timeline=timeline,
+                   suppression=get_store().suppression_changes(fingerprint))
 
 
 @bp.get("/")
@@ -145,4 +139,5 @@ def alert_page(fingerprint: str):
     timeline = get_store().timeline(fingerprint)
     if not timeline:
         return render_template("timeline.html", fingerprint=fingerprint, timeline=[]), 404
-    return render_template("timeline.html", fingerprint=fingerprint, timeline=timeline)
+    return render_template("timeline.html", fingerprint=fingerprint, timeline=timeline,
+                           suppression=get_store().suppression_changes(fingerprint))

@@ -1,11 +1,14 @@
 """/metrics data, read from the database at scrape time so every gunicorn worker and the relay agree."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.catalog import BY_NAME
+from webhook_receiver.reconcile.runner import peer_health
 from webhook_receiver.relay.health import last_ping_ok
 from webhook_receiver.store.base import StorageError, Store
 
@@ -29,6 +32,10 @@ COUNTERS = (
      "Connections closed for sending their request (or taking the answer) too slowly, by phase: idle, header, body, send."),
     ("heartbeat_ping", "dumont_receiver_heartbeat_pings", "outcome",
      "Pings of the outside heartbeat check (heartbeat_url_file/_env) by the relays, by outcome: ok (2xx) or failed."),
+    ("reconciled", "dumont_receiver_reconciled", "change",
+     "Changes reconciliation with Alertmanager's API stored, by change: resolution (of an alert no Alertmanager"
+     " holds), suppressed_firing (fired only while silenced or inhibited), suppression (silenced, inhibited or"
+     " active again)."),
 )
 
 
@@ -41,8 +48,10 @@ def severity_bucket(severity: str) -> str:
 class StoreCollector(Collector):
     """Counters, outbox depth and active alerts from the store; a failed read drops only its own families."""
 
-    def __init__(self, store: Store, registry: CollectorRegistry | None = None):
+    def __init__(self, store: Store, registry: CollectorRegistry | None = None,
+                 alertmanager_urls: Sequence[str] = ()):
         self.store = store
+        self.alertmanager_urls = tuple(alertmanager_urls)
         if registry is not None:
             registry.register(self)
 
@@ -75,6 +84,11 @@ class StoreCollector(Collector):
                                         " (Unix time).", value=last_ok)
         except StorageError:
             pass
+        if self.alertmanager_urls:
+            try:
+                yield from self._alertmanagers()
+            except StorageError:
+                pass
         try:
             buckets = dict.fromkeys(SEVERITIES, 0)
             for severity, count in self.store.active_by_severity().items():
@@ -87,8 +101,25 @@ class StoreCollector(Collector):
             pass
 
 
-def build_registry(store: Store) -> CollectorRegistry:
+    def _alertmanagers(self):
+        """Each configured Alertmanager's reachability as reconciliation last found it (absent before its first pass)."""
+        health = peer_health(self.store)
+        up = GaugeMetricFamily("dumont_receiver_alertmanager_up",
+                               "Whether the relay's last reconciliation pass could read this Alertmanager's API"
+                               " (while 0 for all, nothing is resolved by reconciliation).", labels=["alertmanager"])
+        checked = GaugeMetricFamily("dumont_receiver_alertmanager_checked_timestamp_seconds",
+                                    "When reconciliation last tried this Alertmanager (Unix time).",
+                                    labels=["alertmanager"])
+        for url in self.alertmanager_urls:
+            if url in health:
+                up.add_metric([url], 1.0 if health[url].up else 0.0)
+                checked.add_metric([url], health[url].checked_at)
+        yield up
+        yield checked
+
+
+def build_registry(store: Store, alertmanager_urls: Sequence[str] = ()) -> CollectorRegistry:
     """A registry of its own holding the store collector."""
     registry = CollectorRegistry(auto_describe=False)
-    StoreCollector(store, registry)
+    StoreCollector(store, registry, alertmanager_urls)
     return registry

@@ -10,6 +10,8 @@ from prometheus_client.registry import Collector
 
 from webhook_receiver.auth import authorized
 from webhook_receiver.db import get_store
+from webhook_receiver.payload import format_epoch
+from webhook_receiver.reconcile.runner import peer_health
 from webhook_receiver.relay.health import RelayStatus, read_status
 from webhook_receiver.store import migrations
 from webhook_receiver.store.base import StorageError, Store
@@ -90,9 +92,22 @@ def _relay_problems():
             status = _status()
         except StorageError:
             return []
-        return (status.stalls(time.time(), current_app.config["RECEIVER"].relay_stall_after)
-                + status.failing(_deliverable()))
+        config = current_app.config["RECEIVER"]
+        return (status.stalls(time.time(), config.relay_stall_after) + status.failing(_deliverable())
+                + _unreachable_alertmanagers(config.alertmanager_urls))
     return {"relay_problems": relay_problems}
+
+
+def _unreachable_alertmanagers(urls) -> list[str]:
+    """A sentence per configured Alertmanager that reconciliation could not read on its last pass."""
+    if not urls:
+        return []
+    health = peer_health(get_store())
+    down = [health[url] for url in urls if url in health and not health[url].up]
+    consequence = ("reconciliation goes on with the others" if len(down) < len(urls) else
+                   "no Alertmanager answers, so reconciliation resolves nothing until one does")
+    return [f"Alertmanager {peer.url} unreachable since {format_epoch(peer.since)[:19]}Z ({peer.error}):"
+            f" {consequence}" for peer in down]
 
 
 @bp.get("/metrics")

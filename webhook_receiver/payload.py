@@ -21,6 +21,9 @@ ZERO_TIME = "0001-01-01T00:00:00.000000000Z"
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
 STATUSES = ("firing", "resolved")
+# A fire drill's synthetic alerts carry this label (its value names the drill run): messages say "drill",
+# the history marks them, analytics leave them out.
+DRILL_LABEL = "dumont_drill"
 # truncatedAlerts: Go sends a uint64, but no group holds 2^31 alerts; the bound keeps sums of it within SQLite's
 # 64-bit integers (a value past 2^63 could not even be stored: it answered 500).
 MAX_TRUNCATED = 2**31 - 1

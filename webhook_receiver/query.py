@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from webhook_receiver.payload import STATUSES, canonical_time, epoch, is_unicode
 from webhook_receiver.store.base import HistoryQuery
 
-PARAMS = ("alertname", "severity", "status", "channel", "label", "since", "until", "limit", "cursor")
+PARAMS = ("alertname", "severity", "status", "channel", "label", "since", "until", "limit", "cursor", "suppressed")
 ALERTS_PARAMS = ("limit", "cursor")  # /api/v1/alerts
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1  # SQLite's largest rowid: a cursor past it cannot be bound to a query
@@ -101,11 +101,13 @@ def parse_query(args: MultiDict) -> HistoryQuery:
     if unknown:
         raise QueryError(f"{unknown[0]}: unknown parameter (known: {', '.join(PARAMS)})")
     values = {key: args.get(key) or None for key in PARAMS if key != "label"}
-    for key in ("alertname", "severity", "status", "channel", "since", "until", "limit", "cursor"):
+    for key in ("alertname", "severity", "status", "channel", "since", "until", "limit", "cursor", "suppressed"):
         if len([v for v in args.getlist(key) if v]) > 1:
             raise QueryError(f"{key}: given more than once")
     if values["status"] is not None and values["status"] not in STATUSES:
         raise QueryError(f'status: expected "firing" or "resolved", got {values["status"]!r}')
+    if values["suppressed"] not in (None, "true", "false"):
+        raise QueryError(f'suppressed: expected "true" or "false", got {values["suppressed"]!r}')
     labels = [_label(text) for text in args.getlist("label") if text]
     limit = _limit(values["limit"])
     return HistoryQuery(
@@ -115,6 +117,7 @@ def parse_query(args: MultiDict) -> HistoryQuery:
         until=_time("until", values["until"]) if values["until"] else None,
         limit=limit,
         before_id=_decode_cursor(values["cursor"]) if values["cursor"] else None,
+        suppressed=None if values["suppressed"] is None else values["suppressed"] == "true",
     )
 
 

@@ -134,6 +134,10 @@ class HAStack(Stack):
         """alertmanager-1 and alertmanager-2."""
         return ["alertmanager-1", "alertmanager-2"]
 
+    def alertmanager_urls(self) -> list[str]:
+        """Both Alertmanagers of the pair."""
+        return [f"http://{HOST}:{self.ports.alertmanager}", f"http://{HOST}:{self.ports.alertmanager_2}"]
+
     def services(self) -> list[ServiceSpec]:
         """PostgreSQL first: the receivers migrate it when they start."""
         postgres = ServiceSpec("postgres", [f"{find_bindir()}/postgres", "-D", str(self.run_dir / "data" / "postgres"),

@@ -103,8 +103,12 @@ class Stack:
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "secrets").chmod(0o700)
         token_file = self._secret("receiver_token", secrets.token_urlsafe(32), keep=True)
+        # The bot token the Slack stand-in's Web API accepts (and Slack channels with bot_token_* present)
+        self._secret("slack_bot_token", "xoxb-local-" + secrets.token_hex(16), keep=True)
         overlay = {
             "endpoints": self.endpoints(),
+            # Every alert's runbook_url: this stack's (first) receiver serves the pages, whatever the env says.
+            "receiver_external_url": self.url("receiver"),
             "receiver_token_file": str(token_file),
             "channels": self._channel_overrides(),
         }
@@ -139,11 +143,20 @@ class Stack:
             "token_file": str(token_file),
             "history_token_file": None,
             "external_url": f"http://{HOST}:{port}",
+            "runbooks_dir": str(self.config_dir / "runbooks"),
+            # Reconciliation: dev's groups flush every 10 s, so a missing alert is surely over within a minute.
+            "alertmanager_urls": self.alertmanager_urls(),
+            "reconcile_interval": "5s",
+            "reconcile_grace": "1m",
         }
 
     def alertmanager_names(self) -> list[str]:
         """The Alertmanagers' service names (each has its data in <run>/data/<name>)."""
         return ["alertmanager"]
+
+    def alertmanager_urls(self) -> list[str]:
+        """Every Alertmanager's base URL, as the receivers reconcile with them."""
+        return [f"http://{HOST}:{self.ports.alertmanager}"]
 
     def _secret(self, name: str, value: str, keep: bool = False) -> Path:
         """Write a secret file readable by us alone; with keep, an existing one stays as it is."""
@@ -163,7 +176,11 @@ class Stack:
         overrides = {}
         for name, channel in sorted(spec.channels.items()):
             kind = channel.get("type")
-            if kind in ("slack", "alertmanager_slack"):
+            if kind == "slack" and ("bot_token_file" in channel or "bot_token_env" in channel):
+                # The Web API (threads): the stand-in's, with the token it accepts
+                overrides[name] = {"bot_token_file": str(self.run_dir / "secrets" / "slack_bot_token"),
+                                   "api_url": f"{self.url('sink_http')}/api"}
+            elif kind in ("slack", "alertmanager_slack"):
                 url_file = self._secret(f"slack_{name}_url", f"{self.url('sink_http')}/services/{name}")
                 overrides[name] = {("api_url_file" if kind == "alertmanager_slack" else "webhook_url_file"):
                                    str(url_file)}
@@ -190,7 +207,8 @@ class Stack:
         p = self.ports
         python_path = {"PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         return ServiceSpec("sinks", [sys.executable, "-m", "deploy.local.sinks", "--http", f"{HOST}:{p.sink_http}",
-                                     "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(self.run_dir / "sinks")],
+                                     "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(self.run_dir / "sinks"),
+                                     "--slack-token-file", str(self.run_dir / "secrets" / "slack_bot_token")],
                            p.sink_http, "/api/messages", self.url("sink_http"), python_path)
 
     def receiver_services(self) -> list[ServiceSpec]:

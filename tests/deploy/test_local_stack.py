@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import yaml
 from deploy.local.processes import (ManagedProcess, ServiceSpec, StackError, free_port, is_ours, port_is_free,
                                     recorded_processes)
 from deploy.local.stack import REPO_ROOT, Ports, Stack
+from rules_src.spec import load as load_spec
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -33,6 +35,12 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(stat.parent.name))
     return members
+
+
+def runbook_urls(rules_dir: Path) -> set[str]:
+    """Every alert's runbook_url in the rule files of a rendered environment."""
+    return {rule["annotations"]["runbook_url"] for path in sorted(rules_dir.glob("*.yml"))
+            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
 
 
 def sleeper_spec(name: str, port: int, code: str = "import time; time.sleep(60)") -> ServiceSpec:
@@ -122,6 +130,18 @@ def test_up_status_down_leave_nothing_behind(tmp_path):
         assert status.returncode == 0, status.stdout
         assert status.stdout.count(" ready ") == 5
         assert f"http://127.0.0.1:{env['PROMETHEUS_PORT']}" in status.stdout
+
+        # Every runbook link of the rules this stack's Prometheus loaded opens its page on the stack's receiver;
+        # the committed generated/fast links are the same, once their configured receiver is this one.
+        receiver = f"http://127.0.0.1:{env['RECEIVER_PORT']}"
+        links = runbook_urls(run_dir / "config" / "fast" / "prometheus" / "rules")
+        configured = f"http://{load_spec('fast')[0].endpoints['receiver'][0]}"
+        committed = runbook_urls(REPO_ROOT / "generated" / "fast" / "prometheus" / "rules")
+        assert links and {url.replace(configured, receiver, 1) for url in committed} == links
+        for url in sorted(links):
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.status == 200, url
+                assert f"<h1>{url.rpartition('/')[2]}</h1>" in answer.read().decode(), url
 
         again = run_cli("up", "--env", "fast", "--run-dir", str(run_dir), "--no-follow", env=env)
         assert again.returncode == 1 and "already running" in again.stderr

@@ -277,3 +277,20 @@ def test_the_two_host_files_render_the_pair_and_peer_across_hosts(tmp_path):
     # The receiver accepts both files as they are.
     assert load_config(SYSTEMD_DIR / "receiver-ha.yml", env={}).database == receiver["database"]
     assert load_config(COMPOSE_DIR / "receiver.yml", env={}).database_password_file
+
+
+def test_the_receivers_serve_the_runbooks_generated_prod_links_to(compose):
+    services = compose["services"]
+    config = load(COMPOSE_DIR / "receiver.yml")
+    for name in RECEIVERS:
+        assert host_path(services[name], config["runbooks_dir"]) == (PROD / "runbooks").resolve()
+    for name in ("receiver.yml", "receiver-ha.yml"):
+        rendered = PurePosixPath(load(SYSTEMD_DIR / name)["runbooks_dir"]).relative_to("/etc/dumont/rendered")
+        assert (REPO_ROOT / "generated" / rendered / "index.html").is_file(), name
+    # The links point where compose publishes receiver-1 (its external_url unless RECEIVER_EXTERNAL_URL is set).
+    published = re.fullmatch(r"\$\{RECEIVER_EXTERNAL_URL:-(\S+)\}",
+                             services["receiver-1"]["environment"]["DUMONT_RECEIVER_EXTERNAL_URL"]).group(1)
+    rules = "".join(path.read_text() for path in (PROD / "prometheus" / "rules").glob("*.yml"))
+    links = re.findall(r"runbook_url: (\S+)", rules)
+    assert links and all(re.fullmatch(re.escape(published) + r"/runbooks/[A-Za-z][A-Za-z0-9_]*", url) for url in links)
+    assert {url.rpartition("/")[2] + ".html" for url in links} <= {p.name for p in (PROD / "runbooks").iterdir()}

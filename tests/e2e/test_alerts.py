@@ -117,8 +117,14 @@ def test_machine_down_inhibits_the_machines_other_alerts(incident):
     assert down and down[0]["status"]["state"] == "active"
 
     assert not [p for p in incident.slack_posts() if mentions(p, "DiskAlmostFull", INHIBITED)]
-    history = incident.receiver("/api/v1/history", alertname="DiskAlmostFull", label=f"machine_id={INHIBITED}")
-    assert history["entries"] == []
+    # Reconciliation puts it in the history, marked suppressed, relayed to nobody, with why.
+    history = wait_for(lambda: incident.receiver("/api/v1/history", alertname="DiskAlmostFull",
+                                                 label=f"machine_id={INHIBITED}")["entries"],
+                       30, "the inhibited alert in the history")
+    assert all(entry["suppressed"] and entry["deliveries"] == [] for entry in history)
+    timeline = incident.receiver(f"/api/v1/alerts/{history[0]['fingerprint']}")
+    assert [change["state"] for change in timeline["suppression"]] == ["inhibited"]
+    assert timeline["suppression"][0]["inhibited_by"][0]["alertname"] == "MachineDown"
 
 
 @pytest.mark.e2e

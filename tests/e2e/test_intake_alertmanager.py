@@ -10,7 +10,6 @@ import pytest
 import requests
 import yaml
 
-from deploy.local.sinks import SlackSink
 from tests.e2e.alertmanager import Alertmanager
 from tests.e2e.conftest import wait_for
 from tests.receiver.serving import Served
@@ -38,15 +37,6 @@ def _now(offset: float = 0.0) -> str:
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path
-
-
-@pytest.fixture
-def slack():
-    sink = SlackSink(port=0).start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from deploy.local.postgres import TempPostgres
-from deploy.local.sinks import SlackSink, SmtpSink
 from webhook_receiver import create_app
 from webhook_receiver.config import build_config
 from webhook_receiver.relay.worker import RelayWorker
@@ -86,24 +85,6 @@ def database(store_kind, tmp_path, request):
     if store_kind == "sqlite":
         return str(tmp_path / "history.db")
     return request.getfixturevalue("fresh_postgres")()
-
-
-@pytest.fixture
-def slack():
-    sink = SlackSink(port=0).start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink(port=0).start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from deploy.local.sinks import SlackSink, SmtpSink
 from webhook_receiver.fingerprint import label_fingerprint
+from webhook_receiver.store.episodes import same_start
 from webhook_receiver.payload import canonical_time
 from webhook_receiver.query import PARAMS
 
@@ -200,11 +201,16 @@ def check_database(served) -> None:
 
 
 def stored(served, alert: dict) -> bool:
-    """Whether the alert's state change is in the history, with its labels as sent."""
+    """Whether the alert's state change is in the history, with its labels as sent.
+
+    Its alert start is the stored one of the same millisecond (episodes.same_start: Alertmanager's API gives
+    milliseconds), which may be an earlier example's.
+    """
     fingerprint = alert.get("fingerprint") or label_fingerprint(alert["labels"])
     with closing(database(served)) as conn:
-        rows = conn.execute("SELECT labels FROM events WHERE fingerprint = ? AND status = ? AND starts_at = ?",
-                            (fingerprint, alert["status"], canonical_time(alert["startsAt"]))).fetchall()
+        rows = conn.execute("SELECT labels FROM events WHERE fingerprint = ? AND status = ?"
+                            " AND starts_at BETWEEN ? AND ?",
+                            (fingerprint, alert["status"], *same_start(canonical_time(alert["startsAt"])))).fetchall()
     return any(json.loads(labels) == alert["labels"] for (labels,) in rows)
 
 

@@ -86,7 +86,7 @@ def test_cursor_pagination_walks_everything_once(client, filled):
     ('?label="na=me=x', "label: expected \"name\"=value with the name a JSON string, got '\"na=me=x'"),
     ('?label="name"x', "label: expected = after the quoted name, got '\"name\"x'"),
     ("?machine_id=gpu-1", "machine_id: unknown parameter (known: alertname, severity, status, channel, label,"
-                          " since, until, limit, cursor)"),
+                          " since, until, limit, cursor, suppressed)"),
     ("?status=firing&status=resolved", "status: given more than once"),
 ])
 def test_bad_parameters_are_400_naming_them(client, query, message):

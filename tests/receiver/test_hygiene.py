@@ -112,8 +112,8 @@ def test_a_javascript_generator_url_is_no_link_on_the_timeline_page(post, client
 # -- headers
 
 EXPECTED_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
-                               " frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+                               " form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -125,7 +125,7 @@ def test_every_page_and_api_answer_has_the_security_headers(client, post):
     answers = [
         client.get("/"), client.get("/?limit=0"), client.get("/alerts/0000"), client.get("/api/v1/history"),
         client.get("/api/v1/alerts"), client.get("/api/v1/alerts/0000"), client.get("/metrics"),
-        client.get("/-/healthy"), client.get("/-/ready"),
+        client.get("/-/healthy"), client.get("/-/ready"), client.get("/stats"), client.get("/api/v1/stats"),
         client.get("/no-such-page"), client.post("/sign-in", data={"next": "/"}),
         post(notification(alert())), post(notification(alert()), token="wrong"), post({"version": "3"}),
     ]

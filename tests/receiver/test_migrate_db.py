@@ -24,6 +24,8 @@ def reads(client) -> dict:
         "history": history,
         "alerts": client.get("/api/v1/alerts?limit=500").get_json(),
         "relay": {k: v for k, v in client.get("/api/v1/relay").get_json().items() if k not in ("stalled", "problems")},
+        # the day the payloads' alerts start: the copy's stored stats columns (0009) read as SQLite computes them
+        "stats": client.get("/api/v1/stats?since=2024-05-01T00:00:00Z&until=2024-05-02T00:00:00Z").get_json(),
         "metrics": {(s.name, tuple(sorted(s.labels.items()))): s.value
                     for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
                     for s in family.samples if s.name.startswith("dumont_") and "stalled" not in s.name},

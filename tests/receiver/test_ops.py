@@ -192,8 +192,9 @@ def test_pruning_a_large_history_takes_the_write_lock_in_short_turns(post, make_
     assert removed == 178
     for table in ("delivery_items", "deliveries", "outbox", "alerts", "events", "notifications"):
         assert storesql.one(store, f"SELECT count(*) FROM {table}") == 0, table
-    # At most 3 deliveries, events or notifications per transaction: 1 + 17 + 1 short ones, not one long one.
-    assert len(commits) == 19
+    # At most 3 deliveries, events or notifications per transaction: 1 + 17 + 1 short ones, not one long one,
+    # and one for reconciliation's records.
+    assert len(commits) == 20
 
 
 def test_pruning_walks_past_old_changes_it_must_keep(post, make_worker, slack, store, monkeypatch):

@@ -16,8 +16,9 @@ def test_an_unreadable_row_is_failed_alone_with_the_error(post, make_worker, smt
     slack_ok = [alert(machine=f"gpu-{i}") for i in range(3)]
     post(notification(*slack_ok), channel="email-oncall")
     store.apply_intake()
-    # a bad row: its labels are no JSON object any more
-    storesql.execute(store, "UPDATE events SET labels = '{not json' WHERE fingerprint = ?", (slack_ok[1]["fingerprint"],))
+    # a bad row: its annotations are no JSON object any more (labels feed generated columns, which refuse it)
+    storesql.execute(store, "UPDATE events SET annotations = '{not json' WHERE fingerprint = ?",
+                     (slack_ok[1]["fingerprint"],))
     now = time.time()
     make_worker().run_once(now)
     assert len(smtp.messages) == 1  # the two others, in one message

@@ -61,13 +61,13 @@ def test_deadman_is_optional(tmp_path):
         ("    timeout: 30s\n", "    timeout: 30\n", "14: channels.email-oncall.timeout: must be a duration like 30s, 5m or 1h, got 30"),
         ("require_tls: true", "require_tls: yes please", "11: channels.email-oncall.require_tls: must be true or false"),
         ("to: [oncall@example.com]", "to: [oncall]", "8: channels.email-oncall.to: item 0: must be an email address, got 'oncall'"),
-        ("    type: slack\n", "    type: teams\n", "3: channels.slack-oncall.type: must be one of slack, email, heartbeat"),
-        ("    webhook_url_file: /etc/dumont/secrets/slack_oncall_url\n", "", "2: channels.slack-oncall: needs webhook_url_file or webhook_url_env"),
+        ("    type: slack\n", "    type: teams\n", "3: channels.slack-oncall.type: must be one of slack, email, heartbeat, webhook, pagerduty"),
+        ("    webhook_url_file: /etc/dumont/secrets/slack_oncall_url\n", "", "2: channels.slack-oncall: needs webhook_url_file or webhook_url_env (an incoming webhook), or bot_token_file or bot_token_env (the Web API)"),
         ("    channel: \"#oncall\"\n", "    channel: \"#oncall\"\n    webhook_url_env: URL\n", "6: channels.slack-oncall.webhook_url_env: set only one of webhook_url_file and webhook_url_env"),
         ("    channel: \"#oncall\"\n", "    webhook_url: https://hooks.slack.com/services/T/B/SECRET\n", "5: channels.slack-oncall.webhook_url: secrets are never inline; use webhook_url_file or webhook_url_env"),
         ("    username: alerts\n", "", "6: channels.email-oncall.username: username and password_file/password_env go together"),
         ("    from: alerts@dumont.cloud\n", "", "6: channels.email-oncall.from: is required"),
-        ("    channel: \"#oncall\"\n", "    colour: red\n", "5: channels.slack-oncall.colour: unknown field (known: type, webhook_url_file, webhook_url_env, channel, timeout)"),
+        ("    channel: \"#oncall\"\n", "    colour: red\n", "5: channels.slack-oncall.colour: unknown field (known: type, webhook_url_file, webhook_url_env, channel, timeout, bot_token_file, bot_token_env, api_url, update_parent)"),
         ("  channel: watchdog", "  channel: slack-oncall", "18: deadman.channel: must name a heartbeat channel, got 'slack-oncall'"),
         ("  timeout: 5m", "  timeout: 0s", "19: deadman.timeout: must be longer than 0s"),
         ("notify: [slack-oncall, email-oncall]", "notify: [slack-oncall, pager]", "20: deadman.notify: no channel named 'pager'"),
@@ -91,7 +91,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     with pytest.raises(ValueError) as raised:
         load_channels(path)
     assert str(raised.value).splitlines() == [
-        f"{path}:3: channels.slack-oncall.type: must be one of slack, email, heartbeat",
+        f"{path}:3: channels.slack-oncall.type: must be one of slack, email, heartbeat, webhook, pagerduty",
         f"{path}:10: channels.email-oncall.smarthost: must be host:port, got 'nope'",
     ]
 

@@ -41,7 +41,7 @@ def test_a_max_alerts_too_large_for_the_limit_is_refused(tmp_path):
     (error,) = [str(e) for e in errors]
     assert error.startswith("rules_src/routing.yaml:")
     assert "routing.max_alerts: 250 alerts at their largest make a post of " in error
-    assert error.endswith("bytes in prod, over max_body_bytes (300000): at most 82 fit")
+    assert error.endswith("bytes in prod, over max_body_bytes (300000): at most 83 fit")
 
 
 class _Sink(BaseHTTPRequestHandler):

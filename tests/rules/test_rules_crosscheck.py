@@ -41,6 +41,9 @@ GAPS = {
     "an alert without a runbook page": (
         lambda f: f.pop("runbooks/DiskAlmostFull.md"),
         "test/runbooks: no page for DiskAlmostFull"),
+    "an alert without the page the receiver serves": (
+        lambda f: f.pop("runbooks/DiskAlmostFull.html"),
+        "test/runbooks: no HTML page for DiskAlmostFull"),
     "an alert without generated tests": (
         lambda f: f.pop("prometheus/tests/DiskAlmostFull.yml"),
         "test/prometheus/tests: no test case for DiskAlmostFull"),

@@ -12,7 +12,11 @@ from . import fields
 from .email import EmailChannel
 from .heartbeat import HeartbeatChannel
 from .model import Channel, ChannelSet, DeadmanConfig
+from .pagerduty import PagerDutyChannel, check_api_url
 from .slack import SlackChannel
+from .slack_api import SlackApiChannel, api_url, channel_id
+from .webhook import WebhookChannel
+from .webhook_headers import check_headers
 
 Field = tuple[str, ...]
 
@@ -23,6 +27,11 @@ SPECS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "webhook_url_env": fields.string,
         "channel": fields.string,
         "timeout": fields.duration,
+        # The Web API instead of an incoming webhook: replies in threads (see _check_slack_mode)
+        "bot_token_file": fields.string,
+        "bot_token_env": fields.string,
+        "api_url": api_url,
+        "update_parent": fields.boolean,
     },
     "email": {
         "to": fields.addresses,
@@ -36,11 +45,37 @@ SPECS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "timeout": fields.duration,
     },
     "heartbeat": {},
+    "webhook": {
+        "url_file": fields.string,
+        "url_env": fields.string,
+        "secret_file": fields.string,
+        "secret_env": fields.string,
+        "headers": check_headers,
+        "timeout": fields.duration,
+    },
+    "pagerduty": {
+        "routing_key_file": fields.string,
+        "routing_key_env": fields.string,
+        "api_url": check_api_url,
+        "timeout": fields.duration,
+    },
 }
 REQUIRED = {"email": ("to", "from", "smarthost")}
+# Fields of every channel that relays: whether a resolution that reconciliation stored (Alertmanager never sent
+# it: the alert ended while silenced or inhibited) is relayed where its firing was (default true).
+COMMON = {"relay_reconciled": fields.boolean}
 # (file field, env field, one of them required)
-SECRETS = {"slack": ("webhook_url_file", "webhook_url_env", True), "email": ("password_file", "password_env", False)}
-INLINE_SECRETS = {"webhook_url": "webhook_url", "url": "webhook_url", "password": "password"}
+SECRETS = {"slack": ("webhook_url_file", "webhook_url_env", True), "email": ("password_file", "password_env", False),
+           "webhook": ("url_file", "url_env", True), "pagerduty": ("routing_key_file", "routing_key_env", True)}
+# Further optional secrets of a type, at most one of each pair: the webhook's signing secret
+MORE_SECRETS = {"webhook": (("secret_file", "secret_env"),)}
+INLINE_SECRETS = {"webhook_url": "webhook_url", "url": "webhook_url", "password": "password",
+                  "bot_token": "bot_token"}
+# A Slack channel posts to an incoming webhook (SECRETS) or, with a bot token, through the Web API (with these).
+BOT_TOKEN = ("bot_token_file", "bot_token_env")
+WEB_API_ONLY = ("api_url", "update_parent")
+# Where a type keeps what INLINE_SECRETS would otherwise point elsewhere
+INLINE_SECRETS_OF = {"webhook": {"url": "url", "secret": "secret"}, "pagerduty": {"routing_key": "routing_key"}}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names appear in /webhook/<channel> URLs
 
 
@@ -125,10 +160,18 @@ def _check_file(data: Any) -> tuple[ChannelSet | None, list[ConfigError]]:
     if not isinstance(raw, dict) or not raw:
         return None, errors + [ConfigError(("channels",), "must be a non-empty mapping of channel name to channel")]
     channels: dict[str, Channel] = {}
+    quiet: set[str] = set()
     for name, config in raw.items():
         if not isinstance(name, str) or not NAME.match(name):
             errors.append(ConfigError(("channels", str(name)), "names may use letters, digits, '_', '.', '-'"))
             continue
+        if isinstance(config, Mapping) and "relay_reconciled" in config and config.get("type") != "heartbeat":
+            config = dict(config)
+            try:
+                if not COMMON["relay_reconciled"](config.pop("relay_reconciled")):
+                    quiet.add(name)
+            except fields.Invalid as exc:
+                errors.append(ConfigError(("channels", name, "relay_reconciled"), str(exc)))
         channel, more = _check_channel(name, config)
         errors += more
         if channel is not None:
@@ -137,7 +180,8 @@ def _check_file(data: Any) -> tuple[ChannelSet | None, list[ConfigError]]:
     if "deadman" in data:
         deadman, more = _check_deadman(data["deadman"], raw)
         errors += more
-    return (None, errors) if errors else (ChannelSet(channels=channels, deadman=deadman), [])
+    return (None, errors) if errors else (ChannelSet(channels=channels, deadman=deadman,
+                                                     quiet_on_reconcile=frozenset(quiet)), [])
 
 
 def _check_channel(name: str, config: Any) -> tuple[Channel | None, list[ConfigError]]:
@@ -157,9 +201,10 @@ def _check_channel(name: str, config: Any) -> tuple[Channel | None, list[ConfigE
             try:
                 values[key] = spec[key](raw)
             except fields.Invalid as exc:
-                errors.append(ConfigError(at + (key,), str(exc)))
-        elif key in INLINE_SECRETS:
-            secret = INLINE_SECRETS[key]
+                # A nested value (one of a webhook's headers) is named down to its own line
+                errors.append(ConfigError(at + (key,) + getattr(exc, "at", ()), str(exc)))
+        elif key in INLINE_SECRETS or key in INLINE_SECRETS_OF.get(kind, {}):
+            secret = INLINE_SECRETS_OF.get(kind, {}).get(key) or INLINE_SECRETS[key]
             errors.append(ConfigError(at + (key,), f"secrets are never inline; use {secret}_file or {secret}_env"))
         else:
             errors.append(ConfigError(at + (str(key),), f"unknown field (known: {', '.join(['type', *spec])})"))
@@ -168,14 +213,20 @@ def _check_channel(name: str, config: Any) -> tuple[Channel | None, list[ConfigE
     if errors:
         return None, errors
     if kind == "slack":
-        return SlackChannel(name, **values), []
+        return (SlackApiChannel if any(key in values for key in BOT_TOKEN) else SlackChannel)(name, **values), []
     if kind == "email":
         values["sender"] = values.pop("from")
         return EmailChannel(name, **values), []
+    if kind == "webhook":
+        return WebhookChannel(name, **values), []
+    if kind == "pagerduty":
+        return PagerDutyChannel(name, **values), []
     return HeartbeatChannel(name), []
 
 
 def _check_secrets(kind: str, config: Mapping, at: Field) -> list[ConfigError]:
+    if kind == "slack":
+        return _check_slack_mode(config, at)
     if kind not in SECRETS:
         return []
     file_key, env_key, required = SECRETS[kind]
@@ -186,6 +237,32 @@ def _check_secrets(kind: str, config: Mapping, at: Field) -> list[ConfigError]:
         return [ConfigError(at, f"needs {file_key} or {env_key}")]
     if kind == "email" and has_secret != ("username" in config):
         return [ConfigError(at + ("username",), "username and password_file/password_env go together")]
+    return [ConfigError(at + (env_key,), f"set only one of {file_key} and {env_key}")
+            for file_key, env_key in MORE_SECRETS.get(kind, ()) if file_key in config and env_key in config]
+
+
+def _check_slack_mode(config: Mapping, at: Field) -> list[ConfigError]:
+    """Exactly one of an incoming webhook's URL and a bot token; the Web API's own fields only with the token."""
+    webhook = [key for key in SECRETS["slack"][:2] if key in config]
+    bot = [key for key in BOT_TOKEN if key in config]
+    if not webhook and not bot:
+        return [ConfigError(at, "needs webhook_url_file or webhook_url_env (an incoming webhook), or bot_token_file"
+                                " or bot_token_env (the Web API)")]
+    if webhook and bot:
+        return [ConfigError(at + (bot[0],), f"{webhook[0]} posts to an incoming webhook, {bot[0]} through the Web"
+                                            " API: set one of them")]
+    if len(webhook) > 1 or len(bot) > 1:
+        first, second = webhook or bot
+        return [ConfigError(at + (second,), f"set only one of {first} and {second}")]
+    if webhook:
+        return [ConfigError(at + (key,), "only with bot_token_file or bot_token_env (the Web API)")
+                for key in WEB_API_ONLY if key in config]
+    if "channel" not in config:
+        return [ConfigError(at + ("channel",), "is required with a bot token (a channel ID like C0123456789)")]
+    try:
+        channel_id(config["channel"])
+    except fields.Invalid as exc:
+        return [ConfigError(at + ("channel",), str(exc))]
     return []
 
 

@@ -13,6 +13,7 @@ class EmailChannel:
     """An SMTP smarthost and a list of recipients; the password is read at every send."""
 
     type = "email"
+    digests = True
 
     def __init__(
         self,

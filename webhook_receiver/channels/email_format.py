@@ -6,6 +6,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from html import escape
 
+from . import drill_mark
 from . import formatting as fmt
 from .model import AlertEvent, Message
 
@@ -38,7 +39,7 @@ def _url_text(url: str) -> str:
 
 def _envelope(message: Message, sender: str, to: list[str]) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = fmt.printable(fmt.message_headline(message))
+    mail["Subject"] = fmt.printable(drill_mark.headline(message))
     mail["From"] = sender
     mail["To"] = ", ".join(to)
     mail["Date"] = formatdate(usegmt=True)
@@ -67,11 +68,11 @@ def _facts(event: AlertEvent) -> list[tuple[str, str]]:
 
 
 def _state(event: AlertEvent) -> str:
-    return "RESOLVED" if event.status == "resolved" else "FIRING"
+    return drill_mark.state(event)  # FIRING or RESOLVED, then DRILL for a drill's alert
 
 
 def _detail_text(message: Message) -> str:
-    parts = [fmt.message_headline(message), ""] + _left_out(message)
+    parts = [drill_mark.headline(message), ""] + _left_out(message)
     for event in message.events:
         parts.append(f"{_state(event)} · {fmt.alertname(event)} · {fmt.severity(event)}")
         parts.append(fmt.summary_text(event))
@@ -84,11 +85,11 @@ def _detail_text(message: Message) -> str:
 def _summary_text(message: Message, title: str) -> str:
     s = fmt.summary_of(message)
     counts = f"{title}: {fmt.count(s.total, 'alert')} ({s.firing} firing, {s.resolved} resolved)"
-    parts = [fmt.message_headline(message), ""] + _left_out(message) + [counts, ""]
+    parts = [drill_mark.headline(message), ""] + _left_out(message) + [counts, ""]
     parts += ["By alert:"] + [f"  - {fmt.group_line(g)}" for g in s.groups]
     if s.hidden_groups:
         parts.append(f"  - ... and {s.hidden_groups} more alert names")
-    parts += ["", "Examples:"] + [f"  - {fmt.example_line(e)}" for e in s.examples]
+    parts += ["", "Examples:"] + [f"  - {drill_mark.example(e)}" for e in s.examples]
     parts += ["", f"Every alert, in full: {_url_text(message.history_url)}"]
     return "\n".join(parts) + "\n"
 
@@ -102,7 +103,7 @@ _PAGE = (
 
 def _page(message: Message, body: str) -> str:
     left_out = f"<p><i>{escape(fmt.left_out_line(message))}</i></p>" if message.left_out else ""
-    return _PAGE.format(title=escape(fmt.message_headline(message)), left_out=left_out, body=body,
+    return _PAGE.format(title=escape(drill_mark.headline(message)), left_out=left_out, body=body,
                         history=_link_html(message.history_url, "Alert history"))
 
 
@@ -146,7 +147,7 @@ def _summary_html(message: Message, title: str) -> str:
     if s.hidden_groups:
         groups += f"<li>… and {s.hidden_groups} more alert names</li>"
     examples = "".join(
-        f'<li><span style="color:{fmt.colour(e)}">■</span> {escape(fmt.example_line(e))}</li>' for e in s.examples
+        f'<li><span style="color:{fmt.colour(e)}">■</span> {escape(drill_mark.example(e))}</li>' for e in s.examples
     )
     body = (
         f'<div style="border-left:6px solid {fmt.colour_of(s)};padding:4px 12px">'

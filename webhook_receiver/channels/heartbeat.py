@@ -8,6 +8,7 @@ class HeartbeatChannel:
     """A channel whose alerts prove the pipeline is alive; it never delivers anything."""
 
     type = "heartbeat"
+    digests = True
 
     def __init__(self, name: str) -> None:
         self.name = name

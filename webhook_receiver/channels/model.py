@@ -26,6 +26,10 @@ class AlertEvent:
     starts_at: str  # RFC3339 as sent by Alertmanager
     ends_at: str | None
     generator_url: str = ""
+    episode: int = 0  # which firing of this startsAt (a re-fire after a resolution is the next): identity with the above
+    # The channel's reference of the message that told this episode's firing (a Slack ts), for a later change of
+    # the episode to reply to; None for a firing, or when the firing did not reach the channel.
+    thread: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class Message:
     max_body_bytes: int | None = None  # that limit
     # A digest's summary when the relay built it from the database; `events` then holds only its examples.
     summary: StormSummary | None = None
+    receiver_url: str = ""  # the receiver's external_url: base of each alert's page (<receiver_url>/alerts/<fp>)
+    # A threaded reply's parent as it stands now (its alerts' newest state), for a channel that updates the
+    # first message of a thread (Slack's update_parent); None otherwise.
+    parent: Message | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class SendResult:
     retry_after: float | None = None  # seconds the channel asked us to wait
     permanent: bool = False  # retrying cannot help
     detail: str = ""  # short, secret-free outcome for the history
+    reference: str | None = None  # the channel's id of the delivered message (a Slack ts), stored with its rows
 
 
 def parse_retry_after(value: str | None, now: float, cap: float) -> float | None:
@@ -107,7 +116,12 @@ class Channel(Protocol):
     """A notification target; send() never raises for delivery problems."""
 
     name: str
-    type: str  # "slack" | "email" | "heartbeat"
+    type: str  # "slack" | "email" | "webhook" | "pagerduty" | "heartbeat"
+    # Whether a storm may be folded into one digest of counts and examples (Message.digest). A channel whose
+    # receiver needs every state change (a paging service's incidents) says False: it gets batches only.
+    digests: bool
+    # Optional `threads = True`: later changes of an episode reply to the message that told its firing
+    # (AlertEvent.thread), so the relay sends one message per thread (relay/threads.py).
 
     def send(self, message: Message) -> SendResult: ...
 
@@ -127,3 +141,4 @@ class ChannelSet:
 
     channels: Mapping[str, Channel]
     deadman: DeadmanConfig | None
+    quiet_on_reconcile: frozenset[str] = frozenset()  # relay_reconciled: false

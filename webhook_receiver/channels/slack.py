@@ -21,6 +21,7 @@ class SlackChannel:
     """A Slack incoming webhook whose URL is read from a file or variable at every send."""
 
     type = "slack"
+    digests = True
 
     def __init__(
         self,
@@ -83,20 +84,26 @@ class SlackChannel:
 
     def _rate_limited(self, url: str, header: str | None) -> SendResult:
         """A 429: its Retry-After validated (see parse_retry_after) and capped at max_retry_after."""
-        now = time.time()
-        asked = parse_retry_after(header, now, math.inf)
-        if asked is None:
-            # Garbage, negative or nan: an ordinary failure that uses an attempt, never a wait Slack asked for
-            said = f" (unusable Retry-After {_quote(header)!r})" if header is not None else ""
-            return SendResult(ok=False, detail=f"HTTP 429{said}")
-        retry_after = min(asked, self.max_retry_after)
-        self.limiter.back_off(url, retry_after)
-        capped = f" capped to {retry_after:g}s" if asked > retry_after else ""
-        if _DIGITS.fullmatch(header.strip()):
-            shown = f"{asked:g}s"
-        else:  # a date, an exponent, inf: what Slack said, then what it means
-            shown = f"{_quote(header)!r}" + (f" = {asked:.0f}s" if math.isfinite(asked) else "")
-        return SendResult(ok=False, retry_after=retry_after, detail=f"HTTP 429 (Retry-After {shown}{capped})")
+        return rate_limited(self.limiter, url, header, self.max_retry_after)
+
+
+def rate_limited(limiter: RateLimiter, key: str, header: str | None, cap: float, said: str = "HTTP 429") -> SendResult:
+    """Slack said to slow down (`said`): its Retry-After validated (see parse_retry_after), capped at `cap`, and
+    remembered for `key` so nobody posts into the wait."""
+    now = time.time()
+    asked = parse_retry_after(header, now, math.inf)
+    if asked is None:
+        # Garbage, negative or nan: an ordinary failure that uses an attempt, never a wait Slack asked for
+        unusable = f" (unusable Retry-After {_quote(header)!r})" if header is not None else ""
+        return SendResult(ok=False, detail=f"{said}{unusable}")
+    retry_after = min(asked, cap)
+    limiter.back_off(key, retry_after)
+    capped = f" capped to {retry_after:g}s" if asked > retry_after else ""
+    if _DIGITS.fullmatch(header.strip()):
+        shown = f"{asked:g}s"
+    else:  # a date, an exponent, inf: what Slack said, then what it means
+        shown = f"{_quote(header)!r}" + (f" = {asked:.0f}s" if math.isfinite(asked) else "")
+    return SendResult(ok=False, retry_after=retry_after, detail=f"{said} (Retry-After {shown}{capped})")
 
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import drill_mark
 from . import formatting as fmt
 from .model import AlertEvent, Message
 
@@ -51,7 +52,7 @@ def _printable(value: Any) -> Any:
 
 
 def _header(message: Message) -> str:
-    header = f"*{escape(fmt.message_headline(message))}* · {link(message.history_url, 'History')}"
+    header = f"*{escape(drill_mark.headline(message))}* · {link(message.history_url, 'History')}"
     return header + (f"\n_{escape(fmt.left_out_line(message))}_" if message.left_out else "")
 
 
@@ -60,7 +61,7 @@ def _detailed(message: Message) -> dict[str, Any]:
 
 
 def _attachment(event: AlertEvent) -> dict[str, Any]:
-    state = "RESOLVED" if event.status == "resolved" else "FIRING"
+    state = drill_mark.state(event)  # FIRING or RESOLVED, then DRILL for a drill's alert
     lines = [
         f"*{state}* · *{escape(fmt.alertname(event))}* · {escape(fmt.severity(event))}",
         f"*{escape(fmt.summary_text(event))}*",
@@ -122,7 +123,7 @@ def _summary(message: Message) -> dict[str, Any]:
     if s.hidden_groups:
         lines.append(f"• _… and {s.hidden_groups} more alert names_")
     lines.append("*Examples:*")
-    lines += [f"• {escape(fmt.example_line(e))}" for e in s.examples]
+    lines += [f"• {escape(drill_mark.example(e))}" for e in s.examples]
     lines.append(link(message.history_url, "Every alert, in full, in the alert history"))
     # GROUPS and EXAMPLES lines are clipped to LINE_CHARS, so this section stays under MAX_SECTION_CHARS
     return {

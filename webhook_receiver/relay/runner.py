@@ -1,5 +1,6 @@
-"""The relay's threads: one delivery thread per channel, one for pruning, housekeeping in the caller's, and
-the outbound heartbeat's (relay/ping.py) when one is configured.
+"""The relay's threads: one delivery thread per channel, one for pruning, housekeeping in the caller's, one that
+wakes the channels when a webhook commits new work (relay/waker.py), the outbound heartbeat's (relay/ping.py) and
+reconciliation's (webhook_receiver/reconcile) when configured.
 
 Why threads: a channel that hangs (a Slack that answers nothing until its timeout) or keeps failing must
 delay only itself, never email, the dead man's switch or pruning (Alertmanager's notify package fans out
@@ -13,7 +14,9 @@ import logging
 import threading
 import time
 
+from webhook_receiver.reconcile.runner import Reconciler
 from webhook_receiver.relay.ping import Pinger
+from webhook_receiver.relay.waker import Waker
 from webhook_receiver.relay.worker import RelayWorker
 from webhook_receiver.store.base import StorageError
 
@@ -48,6 +51,18 @@ def run_threads(worker: RelayWorker, stop: threading.Event) -> None:
     threads.append(threading.Thread(target=_loop, name="relay-prune", daemon=True,
                                     args=("prune", stop, None, config.prune_interval,
                                           lambda: worker.prune(worker.clock()))))
+    reconciler = None
+    if config.alertmanager_urls:
+        reconciler = Reconciler(worker.store, config.alertmanager_urls,
+                                sorted(set(worker.deliverable) - worker.channels.quiet_on_reconcile),
+                                timeout=config.reconcile_timeout, grace=config.reconcile_grace,
+                                warmup=config.reconcile_warmup, clock=worker.clock)
+        threads.append(threading.Thread(target=_loop, name="relay-reconcile", daemon=True,
+                                        args=("reconcile", stop, None, config.reconcile_interval,
+                                              reconciler.run_once)))
+    waker = Waker(worker.store.wakeup(), wakes.values(), worker.store.apply_intake,
+                  coalesce=config.relay_coalesce, interval=config.relay_interval)
+    threads.append(threading.Thread(target=waker.run, name="relay-waker", daemon=True, args=(stop,)))
     for thread in threads:
         thread.start()
     pinger = Pinger.from_config(config, worker.store)
@@ -75,4 +90,6 @@ def run_threads(worker: RelayWorker, stop: threading.Event) -> None:
         thread.join(timeout=max(deadline - time.monotonic(), 0.0))
         if thread.is_alive():
             log.warning("relay.thread_still_running thread=%s", thread.name)
+    if reconciler is not None:
+        reconciler.close()
     log.info("relay.stopped")

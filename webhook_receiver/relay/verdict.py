@@ -6,6 +6,7 @@ from webhook_receiver.config import Config
 from webhook_receiver.store.base import DELIVERED, FAILED, PENDING, OutboxItem, RowUpdate
 
 DETAIL_MAX = 300  # characters of an outcome kept in the history
+REFERENCE_MAX = 100  # a message id longer than this (a Slack ts has 17 characters) is no id: not stored
 
 
 def safe_text(text: object, limit: int = DETAIL_MAX) -> str:
@@ -18,7 +19,7 @@ def verdict(item: OutboxItem, result: SendResult, now: float, jitter: float, fac
             config: Config) -> RowUpdate:
     """The row's new state; `facts` (first attempt, still firing) are asked for only past max_attempts."""
     if result.ok:
-        return RowUpdate(item.id, DELIVERED, now)
+        return RowUpdate(item.id, DELIVERED, now, reference=reference(result.reference))
     # Validated here too, whatever the channel: a nan or inf due time parks a row for ever.
     retry_after = clamp_delay(result.retry_after, config.defer_limit)
     if retry_after is not None and not result.permanent and now - item.received_at < config.defer_limit:
@@ -44,3 +45,10 @@ def verdict(item: OutboxItem, result: SendResult, now: float, jitter: float, fac
     if retry_after:
         delay = max(delay, retry_after)
     return RowUpdate(item.id, PENDING, now + delay)
+
+
+def reference(value: object) -> str | None:
+    """A delivered message's id as storable text, or None when the channel gave none usable."""
+    if not isinstance(value, str) or not value.strip() or len(value) > REFERENCE_MAX:
+        return None
+    return safe_text(value, REFERENCE_MAX)

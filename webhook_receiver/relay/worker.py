@@ -21,6 +21,7 @@ from webhook_receiver.channels.model import Channel, ChannelSet, Message, SendRe
 from webhook_receiver.config import Config
 from webhook_receiver.deadman import Deadman
 from webhook_receiver.payload import format_epoch
+from webhook_receiver.relay import threads
 from webhook_receiver.relay.health import CHANNEL_PREFIX, HEARTBEAT_KEY, ChannelHealth
 from webhook_receiver.relay.verdict import safe_text, verdict
 from webhook_receiver.store.base import PENDING, OutboxItem, RowUpdate, StorageError, Store
@@ -149,7 +150,7 @@ class RelayWorker:
     # -- one channel
     def _deliver_channel(self, name: str, due: int, now: float) -> int:
         channel = self.deliverable[name]
-        if due > self.config.storm_threshold:
+        if due > self.config.storm_threshold and channel.digests:
             # Counted in the database: decoding thousands of rows' labels for a 20-line summary cost the
             # relay ~80 us an alert, on the cores the webhooks of the same storm need.
             items, groups, examples = self.store.claim_digest(name, now, DIGEST_MAX, fmt.EXAMPLES, fmt.SEVERITIES)
@@ -173,7 +174,12 @@ class RelayWorker:
         return sent
 
     def _send_batch(self, channel: Channel, items: Sequence[OutboxItem], now: float) -> bool:
-        result, raised = self._attempt(channel, lambda: self._message(channel.name, items, None, False))
+        threaded = getattr(channel, "threads", False)
+        groups = threads.by_thread(items) if threaded else [items]
+        if len(groups) > 1:  # a message is one thread's reply, or a new top-level message: one per group
+            return all([self._send_batch(channel, group, now) for group in groups])
+        result, raised = self._attempt(channel, (lambda: self._reply(channel, items)) if threaded else
+                                       (lambda: self._message(channel.name, items, None, False)))
         if raised and len(items) > 1:
             # One message that cannot be built or sent must not hold back the others: each alone, now.
             return all([self._send_batch(channel, [item], now) for item in items])
@@ -209,6 +215,16 @@ class RelayWorker:
             # Only the type: an exception's text may quote a secret (a webhook URL); the log has the rest.
             return SendResult(False, detail=f"the relay could not send it: {type(exc).__name__} (see its log)"), True
 
+    def _reply(self, channel: Channel, items: Sequence[OutboxItem]) -> Message:
+        """A threaded channel's message; with its thread's first message as it now stands, when the channel shows it."""
+        message = self._message(channel.name, items, None, False)
+        thread = items[0].event.thread
+        if thread and getattr(channel, "update_parent", False):
+            parent = threads.parent_items(self.store, channel.name, thread)
+            if parent:
+                message = dataclasses.replace(message, parent=self._message(channel.name, parent, None, False))
+        return message
+
     def _message(self, name: str, items: Sequence[OutboxItem], summary: StormSummary | None,
                  digest: bool) -> Message:
         # Per group, the newest post's cut (items are oldest first): a later post of a group, or a retry,
@@ -219,7 +235,8 @@ class RelayWorker:
         return Message(name, events, self._history_url(name, items, digest), digest,
                        left_out=sum(item.truncated_alerts for item in newest), summary=summary,
                        cut_by_receiver=sum(item.cut_alerts for item in newest),
-                       max_body_bytes=min(limits) if limits else None)
+                       max_body_bytes=min(limits) if limits else None,
+                       receiver_url=self.config.external_url.rstrip("/"))
 
     # -- outcomes
     def _finish(self, name: str, items: Sequence[OutboxItem], result: SendResult, now: float,

@@ -7,9 +7,15 @@ from typing import Mapping, Sequence
 
 from webhook_receiver.channels.model import AlertEvent
 from webhook_receiver.payload import Alert, Notification
+from webhook_receiver.store.stats_facts import StatsFacts, StatsQuery
+from webhook_receiver.store.wakeup import Wakeup
 
 # Outbox row states; "sending" is a claim the relay takes before calling a channel.
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+# How a state change reached the history (events.origin).
+WEBHOOK, RECONCILIATION, RECEIVER = "webhook", "reconciliation", "receiver"
+# An alert's suppression as Alertmanager's API says it (sightings.state, suppression_changes.state).
+ACTIVE, SILENCED, INHIBITED = "active", "silenced", "inhibited"
 
 
 class StorageError(Exception):
@@ -50,6 +56,7 @@ class RowUpdate:
     due_at: float
     counted: bool = True  # uses up one of the row's attempts (a deferral the channel asked for does not)
     detail: str | None = None  # this row's own outcome text (None: the attempt's detail)
+    reference: str | None = None  # DELIVERED: the channel's id of the message that carried it (outbox.reference)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,58 @@ class HistoryQuery:
     until: float | None = None
     limit: int = 50
     before_id: int | None = None
+    suppressed: bool | None = None  # True: only changes stored while suppressed (never relayed); False: the others
+
+
+@dataclass(frozen=True)
+class TrackedAlert:
+    """A firing alert as the store holds it, with what reconciliation last saw of it."""
+
+    fingerprint: str
+    event_id: int         # its firing
+    starts_at: str
+    suppressed: bool      # that firing is known only from Alertmanager's API while suppressed: never relayed
+    state: str            # ACTIVE, SILENCED or INHIBITED as last recorded (ACTIVE when never seen)
+    detail: str           # the JSON recorded with `state`
+    last_seen: float | None  # when an Alertmanager last listed it (None: reconciliation never saw it)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An alert's suppression changed: `state` with `detail` (silences, inhibiting alerts), as a JSON text."""
+
+    fingerprint: str
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one reconciliation pass writes, atomically.
+
+    `seen`: (fingerprint, firing event id, when listed) of tracked alerts an Alertmanager listed; `suppressed_firings`: alerts
+    Alertmanager holds suppressed that the history lacks, each with its suppression; `suppressions`: changes of
+    tracked alerts; `resolutions`: (tracked alert, its resolution's endsAt) for alerts no Alertmanager holds;
+    `relay_channels`: the channels that want such a resolution when their firing reached them.
+    """
+
+    now: float
+    seen: Sequence[tuple[str, int, float]] = ()
+    suppressed_firings: Sequence[tuple[Alert, Suppression]] = ()
+    suppressions: Sequence[Suppression] = ()
+    resolutions: Sequence[tuple[TrackedAlert, str]] = ()
+    relay_channels: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What a reconciliation pass stored: firings seen only suppressed, suppression changes, resolutions, and
+    messages queued for those resolutions."""
+
+    suppressed_firings: int = 0
+    suppressions: int = 0
+    resolutions: int = 0
+    queued: int = 0
 
 
 class Store(abc.ABC):
@@ -141,6 +200,10 @@ class Store(abc.ABC):
         """Move every queued message into the outbox and apply the alerts' newest state; messages moved."""
 
     @abc.abstractmethod
+    def wakeup(self) -> Wakeup:
+        """A new listener for the relay to wait on: rung after every commit that queued messages (store/wakeup.py)."""
+
+    @abc.abstractmethod
     def become_relay(self) -> None:
         """Take the database's one relay lock for this store's lifetime; StorageError if another relay has it."""
 
@@ -158,7 +221,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, channel: str, now: float, limit: int | None) -> list[OutboxItem]:
-        """Mark up to `limit` (None: all) due rows of `channel` as sending, oldest first, and return them."""
+        """Mark up to `limit` (None: all) due rows of `channel` as sending, oldest first, and return them.
+
+        A row whose change follows its episode's firing carries, as `event.thread`, the reference of the message
+        that told that firing on the same channel (None when it was not delivered there)."""
 
     @abc.abstractmethod
     def claim_digest(self, channel: str, now: float, limit: int, examples: int,
@@ -170,7 +236,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def finish(self, channel: str, now: float, ok: bool, digest: bool, detail: str,
                updates: Sequence[RowUpdate], state: Mapping[str, str] | None = None) -> None:
-        """Record one attempt and each row's new state, and save `state` (the channel's health) with them."""
+        """Record one attempt and each row's new state (with its `reference` once delivered), and save `state`
+        (the channel's health) with them."""
+
+    @abc.abstractmethod
+    def thread_start(self, channel: str, reference: str, limit: int) -> list[OutboxItem]:
+        """Up to `limit` rows of `channel` that the message `reference` carried, oldest first, each with its
+        episode's newest state change (its resolution once stored) as the event."""
 
     @abc.abstractmethod
     def resend_facts(self, ids: Sequence[int]) -> dict[int, tuple[float, bool]]:
@@ -200,6 +272,28 @@ class Store(abc.ABC):
     def get_state(self, key: str) -> str | None:
         """A durable relay fact, or None."""
 
+    # -- reconciliation
+    @abc.abstractmethod
+    def tracked_alerts(self) -> list[TrackedAlert]:
+        """Every firing alert an Alertmanager brought (not the receiver's own), with its last sighting."""
+
+    @abc.abstractmethod
+    def reconcile(self, changes: Reconciliation) -> ReconcileResult:
+        """Write one pass's sightings, suppressed firings, suppression changes and resolutions, atomically.
+
+        Idempotent against a concurrent pass (several relays on PostgreSQL): a change already written, or an
+        alert whose newest state moved on since it was read, is skipped.
+        """
+
+    @abc.abstractmethod
+    def suppression_changes(self, fingerprint: str) -> list[dict]:
+        """Every recorded suppression change of one alert, oldest first."""
+
     @abc.abstractmethod
     def prune(self, cutoff: float) -> int:
         """Delete finished history older than `cutoff`, never undelivered rows; how many rows went."""
+
+    # -- analytics
+    @abc.abstractmethod
+    def stats(self, query: StatsQuery) -> StatsFacts:
+        """The alerting analytics of `query`'s window, drill alerts left out (definitions: store/stats_facts.py)."""

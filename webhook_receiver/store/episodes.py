@@ -12,11 +12,14 @@ its word in the order it arrives, unless it tells nothing new (README, Decisions
   then its copy of the resolution end resolved, not firing for ever;
 - a resolution while none is open is a stored one again when it has the same endsAt, or when either endsAt
   is Go's zero time (no time: it adds nothing to a resolution already stored); otherwise it closes an episode
-  whose firing never reached the receiver, and is told.
+  whose firing never reached the receiver, and is told; except after a resolution reconciliation stored (the
+  receiver only knew when Alertmanager last listed the alert): Alertmanager's own resolution confirms that one.
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
+
+from webhook_receiver.store.base import RECONCILIATION
 
 
 class StoredChange(NamedTuple):
@@ -26,6 +29,7 @@ class StoredChange(NamedTuple):
     status: str
     episode: int
     ends_at: str | None  # canonical RFC3339 (compares as text), None for Go's zero time
+    reconciled: bool = False  # stored by reconciliation (events.origin), not posted by Alertmanager
 
 
 class Verdict(NamedTuple):
@@ -54,7 +58,54 @@ def decide(status: str, ends_at: str | None, stored: Sequence[StoredChange]) -> 
         return Verdict(True, episode=latest + 1)
     if is_open:
         return Verdict(True, episode=latest)
-    same = [row.id for row in resolutions if ends_at is None or row.ends_at is None or row.ends_at == ends_at]
+    same = [row.id for row in resolutions if ends_at is None or row.ends_at is None or row.ends_at == ends_at
+            or (row.reconciled and row.episode == latest)]
     if same:
         return Verdict(False, existing=same[-1])
     return Verdict(True, episode=latest + 1)
+
+
+# An alert's stored rows around one startsAt, as both stores select them (columns in StoredRow's order).
+STORED_COLUMNS = "id, status, episode, ends_at, starts_at, origin, suppressed"
+
+
+class StoredRow(NamedTuple):
+    """One stored row as STORED_COLUMNS reads it."""
+
+    id: int
+    status: str
+    episode: int
+    ends_at: str | None
+    starts_at: str
+    origin: str
+    suppressed: bool
+
+
+class Placement(NamedTuple):
+    """Where a change goes: decide()'s verdict, the startsAt to store it under, and a firing to un-suppress."""
+
+    verdict: Verdict
+    starts_at: str
+    unsuppress: int | None  # a firing stored while suppressed that Alertmanager now posts: it is relayed now
+
+
+def same_start(starts_at: str) -> tuple[str, str]:
+    """The canonical times within `starts_at`'s millisecond: the rows of one alert start.
+
+    Alertmanager's API gives times to the millisecond, its webhooks to the nanosecond (Prometheus's evaluation
+    times have nanoseconds): a firing reconciliation stored from the API and the same firing posted later
+    must be one alert start.
+    """
+    return starts_at[:23] + "000000Z", starts_at[:23] + "999999Z"
+
+
+def place(status: str, ends_at: str | None, starts_at: str, rows: Sequence[tuple], posted: bool) -> Placement:
+    """Decide a change given the alert's `rows` within same_start(starts_at); `posted`: it came in a webhook."""
+    stored = [StoredRow(*row) for row in rows]
+    verdict = decide(status, ends_at, [StoredChange(row.id, row.status, row.episode, row.ends_at,
+                                                    row.origin == RECONCILIATION) for row in stored])
+    unsuppress = None
+    if posted and status == "firing" and verdict.existing is not None:
+        unsuppress = next((row.id for row in stored if row.id == verdict.existing and row.suppressed), None)
+    # Rows of one alert start keep the first one's startsAt, so the alert's episodes stay together.
+    return Placement(verdict, stored[0].starts_at if stored else starts_at, unsuppress)

@@ -22,11 +22,14 @@ import psycopg_pool
 
 from webhook_receiver.payload import Alert, Notification
 from webhook_receiver.store import postgres_schema
-from webhook_receiver.store.base import IngestResult, StorageError, Store
+from webhook_receiver.store.base import RECEIVER, WEBHOOK, IngestResult, StorageError, Store
 from webhook_receiver.store.counts import BufferedCounts
-from webhook_receiver.store.episodes import StoredChange, decide
+from webhook_receiver.store.episodes import STORED_COLUMNS, place, same_start
 from webhook_receiver.store.postgres_reads import ReadQueries
-from webhook_receiver.store.postgres_relay import COUNT, RelayQueries, text
+from webhook_receiver.store.postgres_reconcile import ReconcileQueries
+from webhook_receiver.store.postgres_wakeup import NOTIFY, ListenWakeup
+from webhook_receiver.store.postgres_relay import APPLY_ALERT, COUNT, RelayQueries, text
+from webhook_receiver.store.postgres_stats import StatsQueries
 
 log = logging.getLogger(__name__)
 ALERT_LOCK = 0x64756D70  # ("dump", hashtext(fingerprint)): one transaction at a time decides an alert's changes
@@ -38,26 +41,17 @@ _json_text = json.JSONEncoder(sort_keys=True).encode  # labels as stored and com
 # in another order cannot deadlock. Hash collisions only make two alerts take turns.
 _LOCK_ALERTS = ("SELECT count(pg_advisory_xact_lock(%s, h)) FROM"
                 " (SELECT DISTINCT hashtext(f) AS h FROM unnest(%s::text[]) AS f ORDER BY 1) AS locks")
-_STORED = ("SELECT id, status, episode, ends_at FROM events WHERE fingerprint = %s AND starts_at = %s")
+_STORED = f"SELECT {STORED_COLUMNS} FROM events WHERE fingerprint = %s AND starts_at BETWEEN %s AND %s"
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
     " external_url, received_at, cut_alerts, cut_body_bytes, cut_max_body_bytes)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
 _INSERT_EVENT = (
     "INSERT INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels, annotations,"
-    " generator_url, received_at, episode) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
+    " generator_url, received_at, episode, origin, suppressed)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
 _QUEUE = ("INSERT INTO outbox (channel, event_id, notification_id, due_at, created_at) VALUES (%s, %s, %s, %s, %s)"
           " ON CONFLICT (event_id, channel) DO NOTHING")
-# The alert's newest state: a later startsAt or episode, or the resolution of the same episode; never back.
-_APPLY_ALERT = (
-    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity)"
-    " SELECT fingerprint, id, status, starts_at, episode, severity FROM events WHERE id = %s"
-    " ON CONFLICT (fingerprint) DO UPDATE SET event_id = excluded.event_id, status = excluded.status,"
-    " starts_at = excluded.starts_at, episode = excluded.episode, severity = excluded.severity"
-    " WHERE excluded.starts_at > alerts.starts_at"
-    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode > alerts.episode)"
-    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode = alerts.episode"
-    " AND excluded.status = 'resolved')")
 _SET_STATE = ("INSERT INTO state (key, value) VALUES (%s, %s)"
               " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
@@ -75,8 +69,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0] if message else ''}"
 
 
-class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
+class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, ReconcileQueries, StatsQueries, Store):
     """Store on one PostgreSQL database, shared by any number of receivers."""
+
+    _event_row = staticmethod(_event_row)
 
     def __init__(self, url: str, password: str | None = None, busy_timeout: float = 5.0,
                  claim_timeout: float = 300.0, pool_size: int = POOL_SIZE):
@@ -158,6 +154,9 @@ class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
             self._pool = self._pool_pid = None
             self._leave_relay()
 
+    def wakeup(self) -> ListenWakeup:
+        return ListenWakeup(self.connect)
+
     # -- schema
     def migrate(self) -> int:
         with self._read() as conn:
@@ -192,6 +191,8 @@ class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
                     queued += 1
             if notification_id is not None and not queued:  # nothing new for this channel: no trace in history
                 conn.execute("DELETE FROM notifications WHERE id = %s", (notification_id,))
+            if queued:  # delivered to every listening relay when this transaction commits
+                conn.execute(NOTIFY)
         self.count("received", channel, len(n.alerts))
         if len(n.alerts) - queued:
             self.count("duplicate", channel, len(n.alerts) - queued)
@@ -203,17 +204,21 @@ class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
             conn.execute(_LOCK_ALERTS, (ALERT_LOCK, fingerprints))
 
     @staticmethod
-    def _insert_event(conn: psycopg.Connection, event_row: tuple) -> tuple[int | None, bool]:
+    def _insert_event(conn: psycopg.Connection, event_row: tuple, origin: str = WEBHOOK,
+                      suppressed: bool = False) -> tuple[int | None, bool]:
         """The event id of the alert's state change (None: a late copy, nothing to tell), and whether it is new.
 
         The caller holds the alert's advisory lock, so no other transaction decides for the same alert meanwhile.
         """
         fingerprint, status, starts_at, ends_at = event_row[:4]
-        stored = [StoredChange(*row) for row in conn.execute(_STORED, (fingerprint, starts_at))]
-        verdict = decide(status, ends_at, stored)
-        if not verdict.new:
-            return verdict.existing, False
-        return conn.execute(_INSERT_EVENT, (*event_row, verdict.episode)).fetchone()[0], True
+        rows = conn.execute(_STORED, (fingerprint, *same_start(starts_at))).fetchall()
+        placement = place(status, ends_at, starts_at, rows, posted=origin == WEBHOOK)
+        if placement.unsuppress is not None:
+            conn.execute("UPDATE events SET suppressed = false WHERE id = %s", (placement.unsuppress,))
+        if not placement.verdict.new:
+            return placement.verdict.existing, False
+        row = (fingerprint, status, placement.starts_at, *event_row[3:])
+        return conn.execute(_INSERT_EVENT, (*row, placement.verdict.episode, origin, suppressed)).fetchone()[0], True
 
     @staticmethod
     def _queue(conn: psycopg.Connection, event_id: int, channel: str, notification_id: int | None,
@@ -221,7 +226,7 @@ class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
         """Queue the change for `channel` unless it is queued already; apply it to the alert's state if so."""
         if conn.execute(_QUEUE, (channel, event_id, notification_id, now, now)).rowcount == 0:
             return False
-        conn.execute(_APPLY_ALERT, (event_id,))
+        conn.execute(APPLY_ALERT, (event_id,))
         return True
 
     def add_system_event(self, alert, channels, now, state) -> None:
@@ -239,7 +244,7 @@ class PostgresStore(BufferedCounts, ReadQueries, RelayQueries, Store):
                          alert.labels.get("alertname"), alert.status)
                 return
             self._lock_alerts(conn, [row[0]])
-            event_id, _ = self._insert_event(conn, row)
+            event_id, _ = self._insert_event(conn, row, origin=RECEIVER)
             if event_id is not None:
                 for channel in channels:
                     self._queue(conn, event_id, channel, None, now)

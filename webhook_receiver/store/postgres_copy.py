@@ -16,22 +16,25 @@ from webhook_receiver.store.postgres import PostgresStore, describe
 from webhook_receiver.store.postgres_relay import text
 from webhook_receiver.store.sqlite import SQLiteStore
 
-# (table, columns, identity column or None), parents first. Columns are the SQLite store's at version 7.
+# (table, columns, identity column or None), parents first. Columns are the SQLite store's at version 10, but
+# 0009's generated columns of events (starts_at_ms, ends_at_ms, machine_id, drill): computed on both, never copied.
 TABLES = (
     ("notifications", ("id", "channel", "receiver", "status", "group_key", "group_labels", "truncated_alerts",
                        "external_url", "received_at", "cut_alerts", "cut_body_bytes", "cut_max_body_bytes"), "id"),
     ("events", ("id", "fingerprint", "status", "starts_at", "ends_at", "alertname", "severity", "labels",
-                "annotations", "generator_url", "received_at", "episode"), "id"),
+                "annotations", "generator_url", "received_at", "episode", "origin", "suppressed"), "id"),
     ("alerts", ("fingerprint", "event_id", "status", "starts_at", "severity", "episode"), None),
     ("outbox", ("id", "channel", "event_id", "notification_id", "state", "attempts", "due_at", "finished_at",
-                "detail", "created_at"), "id"),
+                "detail", "created_at", "reference"), "id"),
     ("deliveries", ("id", "channel", "attempted_at", "ok", "digest", "event_count", "detail"), "id"),
     ("delivery_items", ("delivery_id", "outbox_id"), None),
     ("heartbeats", ("channel", "last_at"), None),
     ("state", ("key", "value"), None),
     ("counters", ("name", "label", "value"), None),
+    ("sightings", ("fingerprint", "event_id", "state", "detail", "last_seen"), None),
+    ("suppression_changes", ("id", "fingerprint", "event_id", "state", "detail", "at"), "id"),
 )
-_BOOLEANS = {("deliveries", "ok"), ("deliveries", "digest")}  # 0/1 in SQLite
+_BOOLEANS = {("deliveries", "ok"), ("deliveries", "digest"), ("events", "suppressed")}  # 0/1 in SQLite
 
 
 class MigrationRefused(Exception):

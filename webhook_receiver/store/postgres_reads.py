@@ -13,7 +13,7 @@ from webhook_receiver.store import rows as shape
 from webhook_receiver.store.base import HistoryQuery
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
-                  " e.annotations, e.generator_url, e.received_at")
+                  " e.annotations, e.generator_url, e.received_at, e.origin, e.suppressed")
 _DELIVERIES = (
     "SELECT o.event_id, o.id, o.channel, o.state, o.attempts, o.detail, o.finished_at, o.due_at,"
     " n.receiver, n.group_key, n.received_at, n.truncated_alerts, n.cut_alerts, n.cut_body_bytes,"
@@ -34,7 +34,7 @@ SELECT e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.sev
           FROM json_each_text({_ANNOTATIONS})),
        (SELECT coalesce(json_object_agg(key, length(value)), '{{}}')
           FROM json_each_text({_ANNOTATIONS}) WHERE length(value) > %(clip)s),
-       e.generator_url, e.received_at
+       e.generator_url, e.received_at, e.origin, e.suppressed
   FROM (SELECT a.event_id FROM alerts a WHERE a.status = 'firing' {{after}}
          ORDER BY a.starts_at DESC, a.event_id DESC LIMIT %(limit)s) page
   JOIN events e ON e.id = page.event_id
@@ -68,6 +68,8 @@ class ReadQueries:
         for name, value in query.labels:  # any label name, always a bound value
             where.append(r"(replace(e.labels, '\u0000', '\ufffd')::json ->> %s) = %s")
             args += [text(name), text(value)]
+        if query.suppressed is not None:
+            where.append("e.suppressed = true" if query.suppressed else "e.suppressed = false")
         # Times are shown to the microsecond, so compare whole microseconds, computed exactly as payload.micros
         # does (the same IEEE operations; floor of a positive number is SQLite's CAST).
         for clause, value in (("floor(e.received_at * 1000000 + 0.5)::bigint >= %s", micros(query.since)),

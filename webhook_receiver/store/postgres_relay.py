@@ -28,8 +28,22 @@ _ITEM = ("o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_ale
 _EVENT_AT = 7
 _FROM = (" FROM outbox o JOIN events e ON e.id = o.event_id"
          " LEFT JOIN notifications n ON n.id = o.notification_id")
+# A later change of an episode replies to the message that told its firing on the same channel (Slack threads):
+# the firing through events_change, its row through outbox's (event_id, channel) key. Firings skip the lookup.
+_THREAD = ("(SELECT fo.reference FROM events f JOIN outbox fo ON fo.event_id = f.id AND fo.channel = o.channel"
+           " WHERE e.status <> 'firing' AND f.fingerprint = e.fingerprint AND f.starts_at = e.starts_at"
+           " AND f.episode = e.episode AND f.status = 'firing' AND fo.state = 'delivered')")
 _ROWS = (f"SELECT {_ITEM}, e.fingerprint, e.status, e.labels, e.annotations, e.starts_at, e.ends_at,"
-         f" e.generator_url{_FROM}")
+         f" e.generator_url, e.episode, {_THREAD}{_FROM}")
+# The rows one message carried (outbox_reference), each with its episode's newest change: its resolution once stored.
+_THREAD_START = (
+    "SELECT o.id, o.attempts, f.received_at, n.group_key, coalesce(n.truncated_alerts, 0),"
+    " coalesce(n.cut_alerts, 0), n.cut_max_body_bytes, e.fingerprint, e.status, e.labels, e.annotations,"
+    " e.starts_at, e.ends_at, e.generator_url, e.episode, NULL"
+    " FROM outbox o JOIN events f ON f.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id"
+    " JOIN events e ON e.id = coalesce((SELECT r.id FROM events r WHERE r.fingerprint = f.fingerprint"
+    " AND r.starts_at = f.starts_at AND r.episode = f.episode AND r.status = 'resolved'), f.id)"
+    " WHERE o.reference = %s AND o.channel = %s ORDER BY o.id LIMIT %s")
 # Due: pending and due, or claimed longer ago than the claim timeout. From the outbox_undelivered index.
 _DUE = ("o.channel = %(channel)s AND o.state IN ('pending', 'sending')"
         " AND ((o.state = 'pending' AND o.due_at <= %(now)s) OR (o.state = 'sending' AND o.claimed_at <= %(stale)s))")
@@ -88,10 +102,10 @@ def _item(channel: str, row: tuple, event: AlertEvent | None, error: str | None 
 
 
 def _event(columns: tuple) -> AlertEvent:
-    fingerprint, status, labels, annotations, starts_at, ends_at, generator_url = columns
+    fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, episode, thread = columns
     return AlertEvent(fingerprint=fingerprint, status=status, labels=json.loads(labels),
                       annotations=json.loads(annotations), starts_at=starts_at, ends_at=ends_at,
-                      generator_url=generator_url)
+                      generator_url=generator_url, episode=episode, thread=thread)
 
 
 def _readable_item(channel: str, row: tuple) -> OutboxItem:
@@ -102,6 +116,24 @@ def _readable_item(channel: str, row: tuple) -> OutboxItem:
         log.error("relay.unreadable_row id=%s error=%r", row[0], f"{type(exc).__name__}: {exc}")
         return _item(channel, row, None, error=f"the stored alert cannot be read ({type(exc).__name__})")
 
+
+# The alert's newest state: a later startsAt or episode, or the resolution of the same episode; never back.
+APPLY_ALERT = (
+    "INSERT INTO alerts (fingerprint, event_id, status, starts_at, episode, severity)"
+    " SELECT fingerprint, id, status, starts_at, episode, severity FROM events WHERE id = %s"
+    " ON CONFLICT (fingerprint) DO UPDATE SET event_id = excluded.event_id, status = excluded.status,"
+    " starts_at = excluded.starts_at, episode = excluded.episode, severity = excluded.severity"
+    " WHERE excluded.starts_at > alerts.starts_at"
+    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode > alerts.episode)"
+    " OR (excluded.starts_at = alerts.starts_at AND excluded.episode = alerts.episode"
+    " AND excluded.status = 'resolved')")
+
+# Reconciliation's records (few): old suppression changes, and sightings of firings no longer their alert's newest.
+PRUNE_SUPPRESSIONS = (
+    "DELETE FROM suppression_changes WHERE at < %(cutoff)s",
+    "DELETE FROM sightings WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.fingerprint = sightings.fingerprint"
+    " AND a.event_id = sightings.event_id AND a.status = 'firing')",
+)
 
 class RelayQueries:
     """Mixin for PostgresStore: what relays need, any number of them on one database."""
@@ -183,10 +215,16 @@ class RelayQueries:
         return ([_item(channel, row, None) for row in rows], groups,
                 [item.event for item in map(lambda row: _readable_item(channel, row), chosen) if item.event])
 
+    def thread_start(self, channel: str, reference: str, limit: int) -> list[OutboxItem]:
+        with self._read() as conn:
+            rows = conn.execute(_THREAD_START, (text(reference), channel, limit)).fetchall()
+        return [_readable_item(channel, row) for row in rows]
+
     def finish(self, channel, now, ok, digest, detail, updates, state=None) -> None:
-        verdicts: dict[tuple[str, float, bool, str], list[int]] = {}
+        verdicts: dict[tuple[str, float, bool, str, str | None], list[int]] = {}
         for update in updates:
-            key = (update.state, update.due_at, update.counted, detail if update.detail is None else update.detail)
+            key = (update.state, update.due_at, update.counted, detail if update.detail is None else update.detail,
+                   text(update.reference))
             verdicts.setdefault(key, []).append(update.id)
         finished = {DELIVERED: 0, FAILED: 0}
         with self._write() as conn:
@@ -196,16 +234,17 @@ class RelayQueries:
                 (channel, now, bool(ok), bool(digest), len(updates), detail)).fetchone()[0]
             conn.execute("INSERT INTO delivery_items (delivery_id, outbox_id) SELECT %s, unnest(%s::bigint[])"
                          " ON CONFLICT DO NOTHING", (delivery_id, sorted({u.id for u in updates})))
-            for (row_state, due_at, counted, row_detail), ids in verdicts.items():
+            for (row_state, due_at, counted, row_detail, reference), ids in verdicts.items():
                 # Only rows this relay still holds, or released and not yet claimed again: one another relay took
                 # over (after the claim timeout, or thinking this relay gone) is that relay's to finish.
                 changed = conn.execute(
                     "UPDATE outbox SET state = %s, attempts = attempts + %s, due_at = %s, detail = %s,"
-                    " finished_at = CASE WHEN %s IN ('delivered', 'failed') THEN %s END,"
+                    " reference = %s, finished_at = CASE WHEN %s IN ('delivered', 'failed') THEN %s END,"
                     " claimed_at = NULL, claimed_by = NULL"
                     " WHERE id = ANY(%s) AND ((state = 'sending' AND claimed_by = %s)"
                     " OR (state = 'pending' AND claimed_by IS NULL))",
-                    (row_state, int(counted), due_at, row_detail, row_state, now, ids, self.relay_id)).rowcount
+                    (row_state, int(counted), due_at, row_detail, reference, row_state, now, ids,
+                     self.relay_id)).rowcount
                 if row_state in finished:
                     finished[row_state] += changed
             for name, row_state in (("delivered", DELIVERED), ("failed", FAILED)):
@@ -257,6 +296,8 @@ class RelayQueries:
                     if deleted < PRUNE_CHUNK:
                         break
                 removed += self._prune_in_id_order(conn, _EVENTS_AFTER, (_LOCK_CHUNK, *_PRUNE_EVENTS), params)
+                with conn.transaction():
+                    removed += sum(conn.execute(statement, params).rowcount for statement in PRUNE_SUPPRESSIONS)
                 return removed + self._prune_in_id_order(conn, _NOTIFICATIONS_AFTER, (_PRUNE_NOTIFICATIONS,), params)
             finally:
                 if not conn.broken:

@@ -8,12 +8,18 @@ from webhook_receiver.payload import format_epoch
 
 
 def event(row: Sequence) -> dict:
-    """A history entry from the event columns (id, fingerprint, ... received_at)."""
+    """A history entry from the event columns (id, fingerprint, ... received_at, origin, suppressed)."""
     return {
         "id": row[0], "fingerprint": row[1], "status": row[2], "starts_at": row[3], "ends_at": row[4],
         "alertname": row[5], "severity": row[6], "labels": json.loads(row[7]),
         "annotations": json.loads(row[8]), "generator_url": row[9], "received_at": format_epoch(row[10]),
+        "origin": row[11], "suppressed": bool(row[12]),
     }
+
+
+def suppression_change(row: Sequence) -> dict:
+    """One suppression change of an alert (state, detail JSON, at, the firing's event id)."""
+    return {"state": row[0], **json.loads(row[1]), "at": format_epoch(row[2]), "event_id": row[3]}
 
 
 def delivery(row: Sequence) -> dict:

@@ -18,12 +18,15 @@ from typing import Iterator
 
 from webhook_receiver.payload import Alert, Notification
 from webhook_receiver.store import migrations
-from webhook_receiver.store.base import IngestResult, StorageError, Store
+from webhook_receiver.store.base import RECEIVER, WEBHOOK, IngestResult, StorageError, Store
 from webhook_receiver.store.counts import BufferedCounts
-from webhook_receiver.store.episodes import StoredChange, decide
+from webhook_receiver.store.episodes import STORED_COLUMNS, place, same_start
 from webhook_receiver.store.files import DATABASE_FILE_MODE, prepare_database_files
 from webhook_receiver.store.sqlite_reads import ReadQueries
+from webhook_receiver.store.sqlite_reconcile import ReconcileQueries
+from webhook_receiver.store.sqlite_wakeup import Ringer, SocketWakeup
 from webhook_receiver.store.sqlite_relay import COUNT, RelayQueries
+from webhook_receiver.store.sqlite_stats import StatsQueries
 
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (channel, receiver, status, group_key, group_labels, truncated_alerts,"
@@ -33,11 +36,11 @@ _INSERT_NOTIFICATION = (
 # (both partial indexes of 0006); at most one firing and one resolution per episode (unique there too).
 _INSERT_EVENT = (
     "INSERT INTO events (fingerprint, status, starts_at, ends_at, alertname, severity, labels, annotations,"
-    " generator_url, received_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    " generator_url, received_at, episode, origin, suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _STORED = (
-    "SELECT id, status, episode, ends_at FROM events WHERE fingerprint = ?1 AND starts_at = ?2 AND status = 'firing'"
-    " UNION ALL SELECT id, status, episode, ends_at FROM events"
-    " WHERE fingerprint = ?1 AND starts_at = ?2 AND status = 'resolved'")
+    f"SELECT {STORED_COLUMNS} FROM events WHERE fingerprint = ?1 AND starts_at BETWEEN ?2 AND ?3"
+    f" AND status = 'firing' UNION ALL SELECT {STORED_COLUMNS} FROM events"
+    " WHERE fingerprint = ?1 AND starts_at BETWEEN ?2 AND ?3 AND status = 'resolved'")
 # A message for this channel unless one is queued already, in the intake or (moved there) in the outbox. A
 # change stored by this very transaction has no outbox row yet: it skips that lookup, one b-tree fewer to read.
 _QUEUE = {
@@ -97,8 +100,10 @@ class _Pending:
     done: bool = False
 
 
-class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
+class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, ReconcileQueries, StatsQueries, Store):
     """Store on one SQLite file."""
+
+    _event_row = staticmethod(_event_row)
 
     def __init__(self, path: str, busy_timeout: float = 5.0, autocheckpoint_pages: int = 1000,
                  synchronous: str = "normal"):
@@ -122,6 +127,7 @@ class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
         self._init_counts()
         self._closing = threading.Event()
         self._files_pid: int | None = None
+        self._ringer = Ringer(path)  # tells the relay of new work as soon as it is committed
 
     # -- connections
     def _conn(self) -> sqlite3.Connection:
@@ -161,6 +167,7 @@ class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
                 os.close(self._lock_fd)
             self._lock_fd = self._lock_pid = None
             self._leave_relay()
+            self._ringer.close()
         self._local = threading.local()
 
     @contextmanager
@@ -229,6 +236,9 @@ class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
             yield self._conn()
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
+
+    def wakeup(self) -> SocketWakeup:
+        return SocketWakeup(self.path)
 
     # -- schema
     def migrate(self) -> int:
@@ -302,12 +312,16 @@ class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
                 else:
                     self._settle([item], results=[result])
                     self._count_ingested([item], [result])
+                    if result.queued:
+                        self._ringer.ring()
         except BaseException as exc:
             self._settle(batch or self._drain(), error=StorageError(f"interrupted: {exc!r}"))
             raise
         else:
             self._settle(batch, results=results)
             self._count_ingested(batch, results)
+            if any(result.queued for result in results):
+                self._ringer.ring()
 
     @staticmethod
     def _settle(batch: list[_Pending], results: list[IngestResult] | None = None,
@@ -343,22 +357,26 @@ class SQLiteStore(BufferedCounts, ReadQueries, RelayQueries, Store):
                 self.count("duplicate", item.channel, result.duplicates)
 
     @staticmethod
-    def _insert_event(conn: sqlite3.Connection, event_row: tuple) -> tuple[int | None, bool]:
+    def _insert_event(conn: sqlite3.Connection, event_row: tuple, origin: str = WEBHOOK,
+                      suppressed: bool = False) -> tuple[int | None, bool]:
         """The event id of the alert's state change (None: a late copy, nothing to tell), and whether it is new.
 
         See episodes.decide: a retry, the HA peer's copy or a re-send is a duplicate; a firing after a
         resolution opens a new episode (a re-fire), and a resolution closes the open episode, whatever its endsAt.
         """
         fingerprint, status, starts_at, ends_at = event_row[:4]
-        stored = [StoredChange(*row) for row in conn.execute(_STORED, (fingerprint, starts_at))]
-        verdict = decide(status, ends_at, stored)
-        if not verdict.new:
-            return verdict.existing, False
-        return conn.execute(_INSERT_EVENT, (*event_row, verdict.episode)).lastrowid, True
+        rows = conn.execute(_STORED, (fingerprint, *same_start(starts_at))).fetchall()
+        placement = place(status, ends_at, starts_at, rows, posted=origin == WEBHOOK)
+        if placement.unsuppress is not None:
+            conn.execute("UPDATE events SET suppressed = 0 WHERE id = ?", (placement.unsuppress,))
+        if not placement.verdict.new:
+            return placement.verdict.existing, False
+        row = (fingerprint, status, placement.starts_at, *event_row[3:])
+        return conn.execute(_INSERT_EVENT, (*row, placement.verdict.episode, origin, suppressed)).lastrowid, True
 
     def add_system_event(self, alert, channels, now, state) -> None:
         with self._write() as conn:
-            event_id, new = self._insert_event(conn, _event_row(alert, now))
+            event_id, new = self._insert_event(conn, _event_row(alert, now), origin=RECEIVER)
             if event_id is not None:
                 conn.executemany(_QUEUE[new], [(event_id, channel, None, now) for channel in channels])
             conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 _CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")  # Prometheus's label names before UTF-8
 
 _EVENT_COLUMNS = ("e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.severity, e.labels,"
-                  " e.annotations, e.generator_url, e.received_at")
+                  " e.annotations, e.generator_url, e.received_at, e.origin, e.suppressed")
 _DELIVERIES = (
     "SELECT o.event_id, o.id, o.channel, o.state, o.attempts, o.detail, o.finished_at, o.due_at,"
     " n.receiver, n.group_key, n.received_at, n.truncated_alerts, n.cut_alerts, n.cut_body_bytes,"
@@ -29,7 +29,7 @@ SELECT e.id, e.fingerprint, e.status, e.starts_at, e.ends_at, e.alertname, e.sev
        (SELECT json_group_object(key, CASE WHEN length(value) > ?1 THEN substr(value, 1, ?1) || '…' ELSE value END)
           FROM json_each(e.annotations)),
        (SELECT json_group_object(key, length(value)) FROM json_each(e.annotations) WHERE length(value) > ?1),
-       e.generator_url, e.received_at
+       e.generator_url, e.received_at, e.origin, e.suppressed
   FROM (SELECT a.event_id FROM alerts a INDEXED BY alerts_firing WHERE a.status = 'firing' {after}
          ORDER BY a.starts_at DESC, a.event_id DESC LIMIT ?4) page
   JOIN events e ON e.id = page.event_id
@@ -80,6 +80,8 @@ class ReadQueries:
             else:  # any other UTF-8 name (Alertmanager 0.27+): compared as a bound value, never quoted into SQL
                 where.append("EXISTS (SELECT 1 FROM json_each(e.labels) l WHERE l.key = ? AND l.value = ?)")
                 args += [name, value]
+        if query.suppressed is not None:
+            where.append("e.suppressed = 1" if query.suppressed else "e.suppressed = 0")
         # Times are shown to the microsecond, so compare whole microseconds, computed exactly as
         # payload.micros does (same IEEE operations): a `since` copied from an entry then includes it.
         for clause, value in (("CAST(e.received_at * 1000000 + 0.5 AS INTEGER) >= ?", micros(query.since)),

@@ -18,8 +18,22 @@ _ITEM = ("o.id, o.attempts, e.received_at, n.group_key, coalesce(n.truncated_ale
 _EVENT_AT = 7  # where _ROWS's event columns start
 _FROM = (" FROM outbox o JOIN events e ON e.id = o.event_id"
          " LEFT JOIN notifications n ON n.id = o.notification_id")
+# A later change of an episode replies to the message that told its firing on the same channel (Slack threads):
+# the firing through events_firing, its row through outbox's (event_id, channel) key. Firings skip the lookup.
+_THREAD = ("(SELECT fo.reference FROM events f JOIN outbox fo ON fo.event_id = f.id AND fo.channel = o.channel"
+           " WHERE e.status <> 'firing' AND f.fingerprint = e.fingerprint AND f.starts_at = e.starts_at"
+           " AND f.episode = e.episode AND f.status = 'firing' AND fo.state = 'delivered')")
 _ROWS = (f"SELECT {_ITEM}, e.fingerprint, e.status, e.labels, e.annotations, e.starts_at, e.ends_at,"
-         f" e.generator_url{_FROM}")
+         f" e.generator_url, e.episode, {_THREAD}{_FROM}")
+# The rows one message carried, each with its episode's newest change: its resolution (events_resolved) once stored.
+_THREAD_START = (
+    "SELECT o.id, o.attempts, f.received_at, n.group_key, coalesce(n.truncated_alerts, 0),"
+    " coalesce(n.cut_alerts, 0), n.cut_max_body_bytes, e.fingerprint, e.status, e.labels, e.annotations,"
+    " e.starts_at, e.ends_at, e.generator_url, e.episode, NULL"
+    " FROM outbox o JOIN events f ON f.id = o.event_id LEFT JOIN notifications n ON n.id = o.notification_id"
+    " JOIN events e ON e.id = coalesce((SELECT r.id FROM events r WHERE r.fingerprint = f.fingerprint"
+    " AND r.starts_at = f.starts_at AND r.episode = f.episode AND r.status = 'resolved'), f.id)"
+    " WHERE o.reference = ? AND o.channel = ? ORDER BY o.id LIMIT ?")
 _DUE = " WHERE o.state = 'pending' AND o.channel = ? AND o.due_at <= ? ORDER BY o.id"
 # A digest's counts: the severity and alertname labels are columns, so no row's JSON is read for them.
 _GROUPS = ("SELECT e.alertname, e.severity, e.status, count(*), min(o.id) FROM outbox o JOIN events e"
@@ -56,6 +70,13 @@ _PRUNE_EVENTS = (  # for one chunk of old events: what refers to them, then thos
 _NOTIFICATIONS_AFTER = "SELECT id, received_at < :cutoff FROM notifications WHERE id > :id ORDER BY id LIMIT :chunk"
 _PRUNE_NOTIFICATIONS = (f"DELETE FROM notifications WHERE id IN {_CHUNK} AND received_at < :cutoff"
                         " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = notifications.id)")
+# Reconciliation's records (few: one per suppression change, one per firing alert): old changes, and the
+# sightings of firings that are no longer their alert's newest state (resolved by a webhook, or a re-fire).
+PRUNE_SUPPRESSIONS = (
+    "DELETE FROM suppression_changes WHERE at < :cutoff",
+    "DELETE FROM sightings WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.fingerprint = sightings.fingerprint"
+    " AND a.event_id = sightings.event_id AND a.status = 'firing')",
+)
 PRUNE_CHUNK = 250  # deliveries, events or notifications per pruning transaction: ~5 ms of the write lock
 # Only for rows past max_attempts: the first attempt through delivery_items' key (outbox_id first), and whether
 # the row's change is its alert's newest and a firing, through alerts' key.
@@ -106,10 +127,10 @@ def _fetch(conn: sqlite3.Connection, sql: str, args) -> list[tuple]:
 
 def _event(columns: tuple) -> AlertEvent:
     """The AlertEvent of _ROWS's event columns."""
-    fingerprint, status, labels, annotations, starts_at, ends_at, generator_url = columns
+    fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, episode, thread = columns
     return AlertEvent(fingerprint=fingerprint, status=status, labels=json.loads(labels),
                       annotations=json.loads(annotations), starts_at=starts_at, ends_at=ends_at,
-                      generator_url=generator_url)
+                      generator_url=generator_url, episode=episode, thread=thread)
 
 
 def _id_list(ids) -> str:
@@ -177,6 +198,11 @@ class RelayQueries:
         return ([_item(channel, row, None) for row in rows if row[0] in marked], groups,
                 [item.event for item in map(lambda row: _readable_item(channel, row), chosen) if item.event])
 
+    def thread_start(self, channel: str, reference: str, limit: int) -> list[OutboxItem]:
+        with self._read() as conn:
+            rows = _fetch(conn, _THREAD_START, (reference, channel, limit))
+        return [_readable_item(channel, row) for row in rows]
+
     def _mark_sending(self, ids) -> set[int]:
         """Mark pending rows as sending; the ids really marked (RETURNING)."""
         # The rows were read outside the write lock: only the relay (one per database) changes outbox rows,
@@ -193,9 +219,10 @@ class RelayQueries:
     def finish(self, channel, now, ok, digest, detail, updates, state=None) -> None:
         # One statement per distinct verdict, not per row: a digest finishes thousands of rows under the
         # write lock that every webhook is waiting for.
-        verdicts: dict[tuple[str, float, bool, str], list[int]] = {}
+        verdicts: dict[tuple[str, float, bool, str, str | None], list[int]] = {}
         for update in updates:
-            key = (update.state, update.due_at, update.counted, detail if update.detail is None else update.detail)
+            key = (update.state, update.due_at, update.counted, detail if update.detail is None else update.detail,
+                   update.reference)
             verdicts.setdefault(key, []).append(update.id)
         with self._write() as conn:
             delivery_id = conn.execute(
@@ -203,11 +230,11 @@ class RelayQueries:
                 " VALUES (?, ?, ?, ?, ?, ?)", (channel, now, ok, digest, len(updates), detail)).lastrowid
             conn.execute("INSERT INTO delivery_items (delivery_id, outbox_id) SELECT ?, value FROM json_each(?)",
                          (delivery_id, _id_list(u.id for u in updates)))
-            for (row_state, due_at, counted, row_detail), ids in verdicts.items():
+            for (row_state, due_at, counted, row_detail, reference), ids in verdicts.items():
                 conn.execute(
-                    "UPDATE outbox SET state = ?, attempts = attempts + ?, due_at = ?, detail = ?,"
+                    "UPDATE outbox SET state = ?, attempts = attempts + ?, due_at = ?, detail = ?, reference = ?,"
                     f" finished_at = CASE WHEN ? IN ('delivered', 'failed') THEN ? END WHERE id IN {_IDS}",
-                    (row_state, int(counted), due_at, row_detail, row_state, now, _id_list(ids)))
+                    (row_state, int(counted), due_at, row_detail, reference, row_state, now, _id_list(ids)))
             for name, row_state in (("delivered", DELIVERED), ("failed", FAILED)):
                 done = sum(1 for u in updates if u.state == row_state)
                 if done:
@@ -249,6 +276,8 @@ class RelayQueries:
             if deleted < PRUNE_CHUNK:
                 break
         removed += self._prune_in_id_order(_EVENTS_AFTER, _PRUNE_EVENTS, params)
+        with self._write() as conn:
+            removed += sum(conn.execute(statement, params).rowcount for statement in PRUNE_SUPPRESSIONS)
         return removed + self._prune_in_id_order(_NOTIFICATIONS_AFTER, (_PRUNE_NOTIFICATIONS,), params)
 
     def _prune_in_id_order(self, after: str, statements: tuple[str, ...], params: dict) -> int:
