@@ -72,9 +72,13 @@ class SlackSink:
     `bot_token`: SlackWebApi), and answers as scripted."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, store_dir=None, mail: SmtpSink | None = None,
-                 bot_token: str | None = None) -> None:
+                 bot_token: str | None = None, webhook: WebhookSink | None = None,
+                 pagerduty: PagerDutySink | None = None) -> None:
         self.host, self.port = host, port
         self.mail = mail  # shown on / and /api/mail when given
+        # Served on this port too, when given (`make up`: one page shows every channel type): the webhook
+        # channel's documents under /hooks/, PagerDuty's Events API under /pagerduty/ (its api_url).
+        self.webhook, self.pagerduty = webhook, pagerduty
         self.web_api = SlackWebApi(bot_token)
         self._store = _Store(store_dir)
         self._lock = threading.Lock()
@@ -168,6 +172,11 @@ class _SlackHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        for prefix, stand_in, strip in (("/hooks/", self.sink.webhook, 0),
+                                        ("/pagerduty/", self.sink.pagerduty, len("/pagerduty"))):
+            if stand_in is not None and self.path.startswith(prefix):  # the raw body: a signature covers it
+                status, headers, text = stand_in.handle_post(self.path[strip:], self.headers, raw)
+                return self._reply(status, text, "application/json", headers=headers)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -191,7 +200,10 @@ class _SlackHandler(BaseHTTPRequestHandler):
         elif self.path == "/api/mail":
             self._reply(200, json.dumps([mail_summary(m) for m in mail.messages] if mail else []), "application/json")
         elif self.path == "/":
-            self._reply(200, render_page(self.sink.received, mail.messages if mail else []), "text/html; charset=utf-8")
+            hooks, pager = self.sink.webhook, self.sink.pagerduty
+            page = render_page(self.sink.received, mail.messages if mail else [],
+                               hooks.received if hooks else [], pager.events_received() if pager else [])
+            self._reply(200, page, "text/html; charset=utf-8")
         else:
             self._reply(404, "not found")
 
@@ -220,10 +232,14 @@ def mail_summary(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_page(posts: list[dict[str, Any]], mails: list[dict[str, Any]]) -> str:
-    """A page listing Slack posts and mails, newest first, refreshed every 5 s."""
-    rows = [(p["received_at"], "Slack", _slack_text(p["body"])) for p in posts]
+def render_page(posts: list[dict[str, Any]], mails: list[dict[str, Any]], documents: list[dict[str, Any]] = (),
+                events: list[dict[str, Any]] = ()) -> str:
+    """A page listing Slack posts, mails, webhook documents and PagerDuty events, newest first, refreshed every 5 s."""
+    rows = [(p["received_at"], "Slack" + (" (thread reply)" if _reply_in_thread(p) else ""), _slack_text(p["body"]))
+            for p in posts]
     rows += [(m["received_at"], "Email", str(m["message"]["Subject"] or "")) for m in mails]
+    rows += [(d["received_at"], "Webhook", _document_headline(d["body"])) for d in documents]
+    rows += [(e.get("received_at", ""), "PagerDuty", _pagerduty_headline(e)) for e in events]
     cells = []
     for received_at, kind, headline in sorted(rows, reverse=True):
         match = HEADLINE.search(headline)
@@ -237,7 +253,7 @@ def render_page(posts: list[dict[str, Any]], mails: list[dict[str, Any]]) -> str
         '<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">'
         "<title>Dumont sinks</title><style>body{font-family:sans-serif}td,th{padding:4px 10px;text-align:left}"
         ".firing td:nth-child(3){color:#D00000;font-weight:bold}.resolved td:nth-child(3){color:#2EB67D}</style>"
-        f"</head><body><h1>Slack posts and emails ({len(rows)})</h1><table>"
+        f"</head><body><h1>Slack posts, emails, webhook documents and PagerDuty events ({len(rows)})</h1><table>"
         "<tr><th>received</th><th>via</th><th>state</th><th>alert</th><th>severity</th></tr>"
         + "".join(cells)
         + "</table></body></html>"
@@ -246,6 +262,26 @@ def render_page(posts: list[dict[str, Any]], mails: list[dict[str, Any]]) -> str
 
 def _slack_text(body: Any) -> str:
     return str(body.get("text", "")) if isinstance(body, dict) else ""
+
+
+def _reply_in_thread(post: dict[str, Any]) -> bool:
+    return isinstance(post.get("body"), dict) and bool(post["body"].get("thread_ts"))
+
+
+def _document_headline(document: Any) -> str:
+    """A webhook document as a headline HEADLINE reads: `[FIRING:2] DiskAlmostFull, SyncStopped (critical)`."""
+    alerts = document.get("alerts", []) if isinstance(document, dict) else []
+    names = ", ".join(dict.fromkeys(str(a.get("labels", {}).get("alertname", "?")) for a in alerts))
+    severities = ", ".join(dict.fromkeys(str(a.get("labels", {}).get("severity", "")) for a in alerts))
+    state = str(document.get("status", "?")).upper() if isinstance(document, dict) else "?"
+    return f"[{state}:{len(alerts)}] {names} ({severities})"
+
+
+def _pagerduty_headline(event: dict[str, Any]) -> str:
+    """A PagerDuty event as a headline: a trigger reads as FIRING, a resolve as RESOLVED."""
+    payload = event.get("payload") or {}
+    state = {"trigger": "FIRING", "resolve": "RESOLVED"}.get(event.get("event_action"), "?")
+    return f"[{state}] {payload.get('summary', event.get('dedup_key', ''))} ({payload.get('severity', '')})"
 
 
 class _Controller(Controller):
@@ -351,13 +387,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=None, help="also write every post (.json) and mail (.eml) here")
     parser.add_argument("--slack-token-file", default=None,
                         help="the bot token the Slack Web API stand-in (/api/chat.*) accepts, from this file")
+    parser.add_argument("--webhook-secret-file", default=None,
+                        help="the webhook channel's signing secret: the stand-in under /hooks/ checks signatures")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     bot_token = Path(args.slack_token_file).read_text().strip() if args.slack_token_file else None
+    secret = Path(args.webhook_secret_file).read_text().strip() if args.webhook_secret_file else None
+    hooks, pager = WebhookSink(secret=secret, store_dir=args.store), PagerDutySink(store_dir=args.store)
     with SmtpSink(*args.smtp, store_dir=args.store) as smtp, SlackSink(
-        *args.http, store_dir=args.store, mail=smtp, bot_token=bot_token
+        *args.http, store_dir=args.store, mail=smtp, bot_token=bot_token, webhook=hooks, pagerduty=pager
     ) as slack:
         print(f"slack sink: {slack.url_for('/services/...')}  page: http://{slack.host}:{slack.port}/", flush=True)
         print(f"smtp sink: {smtp.host}:{smtp.port}", flush=True)
@@ -534,6 +574,7 @@ class PagerDutySink(_StandIn):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, store_dir=None) -> None:
         super().__init__(host, port, store_dir)
         self._events: list[dict[str, Any]] = []
+        self._arrivals: list[str] = []  # when each of _events arrived (the page's order)
         self._incidents: list[dict[str, Any]] = []
         self._open: dict[str, dict[str, Any]] = {}
 
@@ -547,6 +588,11 @@ class PagerDutySink(_StandIn):
         """Accepted events, as received (routing key included), oldest first."""
         with self._lock:
             return [dict(e) for e in self._events]
+
+    def events_received(self) -> list[dict[str, Any]]:
+        """Accepted events, each with `received_at`, oldest first (the page's rows)."""
+        with self._lock:
+            return [{**event, "received_at": at} for event, at in zip(self._events, self._arrivals)]
 
     @property
     def incidents(self) -> list[dict[str, Any]]:
@@ -579,6 +625,7 @@ class PagerDutySink(_StandIn):
         key = event.get("dedup_key") or uuid.uuid4().hex
         with self._lock:
             self._events.append(event)
+            self._arrivals.append(_now())
             self._apply(event, key)
         self._store.write("pagerduty", ".json", json.dumps(event, indent=2).encode())
         return 202, {}, json.dumps({"status": "success", "message": "Event processed", "dedup_key": key})

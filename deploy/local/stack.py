@@ -105,6 +105,7 @@ class Stack:
         token_file = self._secret("receiver_token", secrets.token_urlsafe(32), keep=True)
         # The bot token the Slack stand-in's Web API accepts (and Slack channels with bot_token_* present)
         self._secret("slack_bot_token", "xoxb-local-" + secrets.token_hex(16), keep=True)
+        self._secret("webhook_secret", secrets.token_urlsafe(32), keep=True)  # the stand-in checks signatures
         overlay = {
             "endpoints": self.endpoints(),
             # Every alert's runbook_url: this stack's (first) receiver serves the pages, whatever the env says.
@@ -167,8 +168,9 @@ class Stack:
         return path
 
     def _channel_overrides(self) -> dict:
-        """Point every Slack channel at the Slack stand-in and every email channel at the SMTP stand-in, those
-        Alertmanager delivers itself (the direct route around the receiver) included."""
+        """Point every Slack channel at the Slack stand-in, every email channel at the SMTP stand-in (those
+        Alertmanager delivers itself, the direct route around the receiver, included), and every webhook and
+        PagerDuty channel at theirs (served by the sinks on the Slack stand-in's port)."""
         spec, errors = load_spec(self.env)
         if spec is None:
             raise StackError(f"cannot read the channels of environment {self.env!r}:\n"
@@ -184,6 +186,14 @@ class Stack:
                 url_file = self._secret(f"slack_{name}_url", f"{self.url('sink_http')}/services/{name}")
                 overrides[name] = {("api_url_file" if kind == "alertmanager_slack" else "webhook_url_file"):
                                    str(url_file)}
+            elif kind == "webhook":  # the stand-in under /hooks/<name>, which checks the signature
+                overrides[name] = {"url_file": str(self._secret(f"webhook_{name}_url",
+                                                                f"{self.url('sink_http')}/hooks/{name}")),
+                                   "secret_file": str(self.run_dir / "secrets" / "webhook_secret")}
+            elif kind == "pagerduty":  # the Events API v2 stand-in under /pagerduty
+                overrides[name] = {"routing_key_file": str(self._secret(f"pagerduty_{name}_key", secrets.token_hex(16),
+                                                                        keep=True)),
+                                   "api_url": f"{self.url('sink_http')}/pagerduty"}
             elif kind in ("email", "alertmanager_email"):
                 overrides[name] = {"smarthost": f"{HOST}:{self.ports.sink_smtp}", "require_tls": False}
                 if "password_file" in channel:  # the stand-in offers no AUTH; the file must exist all the same
@@ -208,7 +218,8 @@ class Stack:
         python_path = {"PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         return ServiceSpec("sinks", [sys.executable, "-m", "deploy.local.sinks", "--http", f"{HOST}:{p.sink_http}",
                                      "--smtp", f"{HOST}:{p.sink_smtp}", "--store", str(self.run_dir / "sinks"),
-                                     "--slack-token-file", str(self.run_dir / "secrets" / "slack_bot_token")],
+                                     "--slack-token-file", str(self.run_dir / "secrets" / "slack_bot_token"),
+                                     "--webhook-secret-file", str(self.run_dir / "secrets" / "webhook_secret")],
                            p.sink_http, "/api/messages", self.url("sink_http"), python_path)
 
     def receiver_services(self) -> list[ServiceSpec]:
