@@ -1,6 +1,6 @@
 """What a channel that posts over HTTP makes of a failed request or an unwelcome answer, never quoting a secret.
 
-Shared by the webhook and PagerDuty channels (slack.py keeps its own copies of the same rules).
+Shared by the Slack, webhook and PagerDuty channels.
 """
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ def snippet(text: str, secrets: Iterable[str] = (), limit: int = SNIPPET_CHARS) 
     return " ".join(text.split())[:limit]
 
 
-def rate_limited(header: str | None, max_retry_after: float, limiter: RateLimiter, key: str) -> SendResult:
-    """A 429: its Retry-After validated (model.parse_retry_after), capped at max_retry_after, kept by `limiter`."""
+def rate_limited(header: str | None, max_retry_after: float, limiter: RateLimiter, key: str,
+                 said: str = "HTTP 429") -> SendResult:
+    """A 429 (or what the server says instead, `said`): its Retry-After validated (model.parse_retry_after), capped
+    at max_retry_after, and kept by `limiter` for `key` so nobody posts into the wait."""
     asked = parse_retry_after(header, time.time(), math.inf)
     if asked is None:
         # Garbage, negative or nan: an ordinary failure that uses an attempt and the relay's backoff
-        said = f" (unusable Retry-After {quote(header)!r})" if header is not None else ""
-        return SendResult(ok=False, detail=f"HTTP 429{said}")
+        unusable = f" (unusable Retry-After {quote(header)!r})" if header is not None else ""
+        return SendResult(ok=False, detail=f"{said}{unusable}")
     retry_after = min(asked, max_retry_after)
     limiter.back_off(key, retry_after)
     capped = f" capped to {retry_after:g}s" if asked > retry_after else ""
@@ -57,7 +59,7 @@ def rate_limited(header: str | None, max_retry_after: float, limiter: RateLimite
         shown = f"{asked:g}s"
     else:  # a date, an exponent, inf: what the server said, then what it means
         shown = f"{quote(header)!r}" + (f" = {asked:.0f}s" if math.isfinite(asked) else "")
-    return SendResult(ok=False, retry_after=retry_after, detail=f"HTTP 429 (Retry-After {shown}{capped})")
+    return SendResult(ok=False, retry_after=retry_after, detail=f"{said} (Retry-After {shown}{capped})")
 
 
 def held_back(blocked: float) -> SendResult:

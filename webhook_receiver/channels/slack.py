@@ -1,19 +1,14 @@
 """Deliver messages to a Slack incoming webhook, within Slack's rate limit."""
 from __future__ import annotations
 
-import logging
-import math
-import re
-import time
-
 import requests
 
-from .model import Message, SendResult, parse_retry_after
+from .http_answer import hide_request_paths, rate_limited, reason
+from .model import Message, SendResult
 from .ratelimit import SLACK_LIMITER, RateLimiter
 from .secrets import SecretError, read_secret
 from .slack_format import build_payload
 
-_DIGITS = re.compile(r"[0-9]+")
 MAX_RETRY_AFTER = 3600.0  # the default defer_limit: a Retry-After longer than the relay waits is not believed
 
 
@@ -42,7 +37,7 @@ class SlackChannel:
         self.limiter = limiter
         # The longest Retry-After believed; the relay sets it to its defer_limit (RelayWorker).
         self.max_retry_after = max_retry_after
-        _hide_request_paths()
+        hide_request_paths()
 
     def send(self, message: Message) -> SendResult:
         """Post `message`; never raises for delivery problems."""
@@ -63,7 +58,7 @@ class SlackChannel:
             return SendResult(ok=False, detail=f"timed out after {self.timeout:g}s")
         except requests.RequestException as exc:
             # str(exc) would quote the URL, which is the secret
-            return SendResult(ok=False, detail=f"connection failed: {_reason(exc)}")
+            return SendResult(ok=False, detail=f"connection failed: {reason(exc)}")
         return self._result(url, response)
 
     def _source(self) -> str:
@@ -81,62 +76,6 @@ class SlackChannel:
         body = " ".join(response.text.split())[:80]
         return SendResult(ok=False, permanent=True, detail=f"HTTP {status} {body}".rstrip())
 
-
     def _rate_limited(self, url: str, header: str | None) -> SendResult:
         """A 429: its Retry-After validated (see parse_retry_after) and capped at max_retry_after."""
-        return rate_limited(self.limiter, url, header, self.max_retry_after)
-
-
-def rate_limited(limiter: RateLimiter, key: str, header: str | None, cap: float, said: str = "HTTP 429") -> SendResult:
-    """Slack said to slow down (`said`): its Retry-After validated (see parse_retry_after), capped at `cap`, and
-    remembered for `key` so nobody posts into the wait."""
-    now = time.time()
-    asked = parse_retry_after(header, now, math.inf)
-    if asked is None:
-        # Garbage, negative or nan: an ordinary failure that uses an attempt, never a wait Slack asked for
-        unusable = f" (unusable Retry-After {_quote(header)!r})" if header is not None else ""
-        return SendResult(ok=False, detail=f"{said}{unusable}")
-    retry_after = min(asked, cap)
-    limiter.back_off(key, retry_after)
-    capped = f" capped to {retry_after:g}s" if asked > retry_after else ""
-    if _DIGITS.fullmatch(header.strip()):
-        shown = f"{asked:g}s"
-    else:  # a date, an exponent, inf: what Slack said, then what it means
-        shown = f"{_quote(header)!r}" + (f" = {asked:.0f}s" if math.isfinite(asked) else "")
-    return SendResult(ok=False, retry_after=retry_after, detail=f"{said} (Retry-After {shown}{capped})")
-
-
-
-
-def _quote(header: str) -> str:
-    """A header value shortened for the history (a hostile server chooses it)."""
-    text = " ".join(header.split())
-    return text[:40] + ("..." if len(text) > 40 else "")
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost OS-level reason (e.g. "Connection refused"), which carries no URL."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        reason = getattr(seen, "reason", None)  # urllib3's MaxRetryError wraps the real error here
-        seen = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
-    return type(exc).__name__
-
-
-class _RedactPaths(logging.Filter):
-    """urllib3 logs request paths at DEBUG; a webhook's path is its secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                "<redacted>" if isinstance(a, str) and (a.startswith("/") or "://" in a) else a for a in record.args
-            )
-        return True
-
-
-def _hide_request_paths() -> None:
-    logger = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _RedactPaths) for f in logger.filters):
-        logger.addFilter(_RedactPaths())
+        return rate_limited(header, self.max_retry_after, self.limiter, url)

@@ -12,7 +12,8 @@ from . import fields
 from .model import Message, SendResult
 from .ratelimit import SLACK_LIMITER, RateLimiter
 from .secrets import SecretError, read_secret
-from .slack import MAX_RETRY_AFTER, _hide_request_paths, _reason, rate_limited
+from .http_answer import hide_request_paths, rate_limited, reason
+from .slack import MAX_RETRY_AFTER
 from .slack_format import build_payload
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -58,7 +59,7 @@ class SlackApiChannel:
         self.max_retry_after = max_retry_after
         # Slack allows about one message a second per channel, whoever posts it
         self._key = f"{self.api_url} {channel}"
-        _hide_request_paths()
+        hide_request_paths()
 
     def send(self, message: Message) -> SendResult:
         """Post `message`, in its thread when it has one; never raises for delivery problems."""
@@ -125,13 +126,13 @@ class SlackApiChannel:
         except requests.Timeout:
             return SendResult(ok=False, detail=f"timed out after {self.timeout:g}s"), {}
         except requests.RequestException as exc:
-            return SendResult(ok=False, detail=f"connection failed: {_reason(exc)}"), {}
+            return SendResult(ok=False, detail=f"connection failed: {reason(exc)}"), {}
         return self._answer(response)
 
     def _answer(self, response: requests.Response) -> tuple[SendResult, dict]:
         status = response.status_code
         if status == 429:
-            return rate_limited(self.limiter, self._key, response.headers.get("Retry-After"), self.max_retry_after), {}
+            return rate_limited(response.headers.get("Retry-After"), self.max_retry_after, self.limiter, self._key), {}
         if status >= 500:
             return SendResult(ok=False, detail=f"HTTP {status}"), {}
         if status != 200:
@@ -149,7 +150,7 @@ class SlackApiChannel:
         error = error if isinstance(error, str) and _ERROR.fullmatch(error) else "unknown_error"
         if error in RATE_LIMITED:
             header = response.headers.get("Retry-After")
-            return rate_limited(self.limiter, self._key, header, self.max_retry_after, said=error), {}
+            return rate_limited(header, self.max_retry_after, self.limiter, self._key, said=error), {}
         return SendResult(ok=False, permanent=error not in RETRYABLE, detail=_error_detail(error)), {}
 
 

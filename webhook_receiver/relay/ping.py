@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from webhook_receiver.channels.secrets import SecretError, read_secret
-from webhook_receiver.channels.slack import _hide_request_paths, _reason
+from webhook_receiver.channels.http_answer import hide_request_paths, reason
 from webhook_receiver.config import Config
 from webhook_receiver.relay.health import PING_KEY, RelayStatus
 from webhook_receiver.store.base import StorageError, Store
@@ -53,7 +53,7 @@ class Pinger:
         self._last = -math.inf                # monotonic start of the last ping
         self._failures = 0
         self._thread: threading.Thread | None = None
-        _hide_request_paths()  # urllib3 logs request paths at DEBUG; this one's path is the secret
+        hide_request_paths()  # urllib3 logs request paths at DEBUG; this one's path is the secret
 
     @classmethod
     def from_config(cls, config: Config, store: Store) -> Pinger | None:
@@ -119,7 +119,7 @@ class Pinger:
         except requests.Timeout:
             return False, host, f"timed out after {self.timeout:g}s"
         except requests.RequestException as exc:  # str(exc) would quote the URL
-            return False, host, f"connection failed: {_reason(exc)}"
+            return False, host, f"connection failed: {reason(exc)}"
         return 200 <= status < 300, host, f"HTTP {status}"
 
     def _target(self) -> tuple[str, str] | str:
