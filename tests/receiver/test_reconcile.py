@@ -12,6 +12,10 @@ import pytest
 import yaml
 
 from webhook_receiver import create_app
+from webhook_receiver.deadman import ALERTNAME
+from webhook_receiver.payload import Alert, epoch
+from webhook_receiver.reconcile.merge import ClusterView
+from webhook_receiver.reconcile.plan import Absences, plan
 from webhook_receiver.reconcile.runner import Reconciler
 from webhook_receiver.store.base import ACTIVE, INHIBITED, SILENCED
 
@@ -84,7 +88,7 @@ def test_an_alert_silenced_then_ended_is_resolved_and_its_channels_told(post, ma
     assert timeline["status"] == "resolved"
     resolution = timeline["timeline"][-1]
     assert resolution["origin"] == "reconciliation" and not resolution["suppressed"]
-    assert abs(_epoch(resolution["ends_at"]) - seen_at) < 1e-3  # ended when last seen, not when found gone
+    assert abs(epoch(resolution["ends_at"]) - seen_at) < 1e-3  # ended when last seen, not when found gone
     assert client.get("/api/v1/alerts").get_json()["alerts"] == []
     sent_before = len(slack.received)
     _relay_until(make_worker, lambda: len(slack.received) > sent_before)
@@ -99,11 +103,6 @@ def _relay_until(make_worker, done, ahead: float = 60.0, timeout: float = 10.0) 
     while not done() and time.monotonic() < deadline:
         worker.run_once(worker.clock())
         time.sleep(0.1)
-
-
-def _epoch(text: str) -> float:
-    from webhook_receiver.payload import epoch
-    return epoch(text)
 
 
 def test_an_alert_last_seen_active_waits_for_alertmanagers_own_resolution(post, make_worker, client, am, reconciler):
@@ -281,21 +280,16 @@ def test_two_passes_with_the_same_view_store_each_change_once(post, make_worker,
     second.run_once()
     am.listed.clear()
     first.now[0] += 10
-    tracked = store.tracked_alerts()
-    from webhook_receiver.reconcile.merge import merge
-    from webhook_receiver.reconcile.plan import Absences, plan
-    view = merge([], first.now[0], 0)  # nothing listed, but no peer either: plan by hand with a telling view
-    view = type(view)({}, True, ("x",))
-    changes = plan(tracked, view, first.now[0], 600, Absences(), CHANNELS)
+    # Both relays plan from the same view (nothing listed, and a peer that can tell an absence).
+    view = ClusterView({}, True, (am.url,))
+    changes = plan(store.tracked_alerts(), view, first.now[0], 600, Absences(), CHANNELS)
     assert store.reconcile(changes).resolutions == 1
     assert store.reconcile(changes).resolutions == 0  # the second relay's pass, on the same view
     assert [e["status"] for e in _timeline(client, fired["fingerprint"])["timeline"]] == ["firing", "resolved"]
     assert len(_timeline(client, fired["fingerprint"])["suppression"]) == 1
 
 
-def test_the_receivers_own_alert_is_never_reconciled(store, am, reconciler, make_worker):
-    from webhook_receiver.deadman import ALERTNAME
-    from webhook_receiver.payload import Alert
+def test_the_receivers_own_alert_is_never_reconciled(store):
     own = Alert(fingerprint="00000000deadbeef", status="firing", labels={"alertname": ALERTNAME},
                 annotations={}, starts_at=NOW_START, ends_at=None, generator_url="")
     store.add_system_event(own, ["slack-oncall"], time.time(), {"deadman": "{}"})

@@ -5,8 +5,6 @@ a webhook takes, store/postgres.py) keep a pass and a webhook from deciding the 
 """
 from __future__ import annotations
 
-import json
-
 from webhook_receiver.store import reconcile_writes
 from webhook_receiver.store import rows as shape
 from webhook_receiver.store.base import ReconcileResult, Reconciliation, TrackedAlert
@@ -59,7 +57,7 @@ class ReconcileQueries:
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", RECONCILE_LOCK)
             self._lock_alerts(conn, fingerprints)
-            return reconcile_writes.write(conn, _SQL, self._insert_event, self._event_row, json.loads, changes)
+            return reconcile_writes.write(conn, _SQL, self._insert_event, self._event_row, changes)
 
     def suppression_changes(self, fingerprint: str) -> list[dict]:
         with self._read() as conn:

@@ -6,6 +6,7 @@ writes nothing twice and never resolves an alert whose newest state moved on.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,7 +40,7 @@ InsertEvent = Callable[..., "tuple[int | None, bool]"]  # the store's _insert_ev
 EventRow = Callable[[Alert, float], tuple]               # the store's _event_row(alert, now)
 
 
-def write(conn, sql: ReconcileSQL, insert_event: InsertEvent, event_row: EventRow, decode,
+def write(conn, sql: ReconcileSQL, insert_event: InsertEvent, event_row: EventRow,
           changes: Reconciliation) -> ReconcileResult:
     """Apply `changes` on `conn`, inside the caller's transaction; what was stored."""
     now = changes.now
@@ -50,7 +51,7 @@ def write(conn, sql: ReconcileSQL, insert_event: InsertEvent, event_row: EventRo
     suppressions = sum(_suppression(conn, sql, suppression, now) for suppression in changes.suppressions)
     resolutions = queued = 0
     for tracked, ends_at in changes.resolutions:
-        stored = _resolve(conn, sql, insert_event, event_row, decode, tracked.event_id, tracked.fingerprint,
+        stored = _resolve(conn, sql, insert_event, event_row, tracked.event_id, tracked.fingerprint,
                           ends_at, changes.relay_channels, now)
         if stored is not None:
             resolutions += 1
@@ -83,7 +84,7 @@ def _suppression(conn, sql, suppression: Suppression, now: float) -> bool:
     return True
 
 
-def _resolve(conn, sql, insert_event, event_row, decode, firing_id: int, fingerprint: str, ends_at: str,
+def _resolve(conn, sql, insert_event, event_row, firing_id: int, fingerprint: str, ends_at: str,
              relay_channels, now: float) -> int | None:
     """Resolve the alert of firing `firing_id` as of `ends_at` if that firing is still its newest state; the
     messages queued for it (None: nothing stored)."""
@@ -92,7 +93,7 @@ def _resolve(conn, sql, insert_event, event_row, decode, firing_id: int, fingerp
     fields = conn.execute(sql.firing_event, (firing_id,)).fetchone()
     if conn.execute(sql.moved_on, (fingerprint, *same_start(fields[3]), fields[6], fields[6])).fetchone():
         return None
-    alert = Alert(fingerprint=fields[0], status="resolved", labels=decode(fields[1]), annotations=decode(fields[2]),
+    alert = Alert(fingerprint=fields[0], status="resolved", labels=json.loads(fields[1]), annotations=json.loads(fields[2]),
                   starts_at=fields[3], ends_at=ends_at, generator_url=fields[4])
     event_id, new = insert_event(conn, event_row(alert, now), origin=RECONCILIATION, suppressed=bool(fields[5]))
     if not new:

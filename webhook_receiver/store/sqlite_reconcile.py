@@ -1,8 +1,6 @@
 """Reconciliation queries of the SQLite store: the firing alerts to check against Alertmanager, and one pass's writes."""
 from __future__ import annotations
 
-import json
-
 from webhook_receiver.store import reconcile_writes
 from webhook_receiver.store import rows as shape
 from webhook_receiver.store.base import ReconcileResult, Reconciliation, TrackedAlert
@@ -62,7 +60,7 @@ class ReconcileQueries:
         # The firings' messages queued by webhooks must be in the outbox, where _resolve finds who they reached.
         self.apply_intake()
         with self._write() as conn:
-            return reconcile_writes.write(conn, _SQL, self._insert_event, self._event_row, json.loads, changes)
+            return reconcile_writes.write(conn, _SQL, self._insert_event, self._event_row, changes)
 
     def suppression_changes(self, fingerprint: str) -> list[dict]:
         with self._read() as conn:
