@@ -9,8 +9,9 @@ INSTALLED := $(VENV)/.installed
 # openssl makes the throwaway certificates of the STARTTLS tests; postgresql gives the tests (and the HA stack)
 # initdb and pg_ctl, which Debian keeps off PATH in /usr/lib/postgresql/<version>/bin. They run their own
 # server on a free port, so the cluster Debian's package may start on 5432 is left alone and does not matter.
-DEB_PACKAGES := prometheus prometheus-alertmanager openssl postgresql
-DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool openssl
+# chromium and chromium-driver run the dashboard page's browser test (selenium drives them headless).
+DEB_PACKAGES := prometheus prometheus-alertmanager openssl postgresql chromium chromium-driver
+DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool openssl chromium chromedriver
 PG_BINARIES := initdb pg_ctl postgres
 ENV ?= dev
 RUN_DIR ?= run
@@ -25,7 +26,7 @@ help: ## List the targets
 	@echo "             PYTEST_PARALLEL=$(PYTEST_PARALLEL) (make test, test-fast: empty runs one file at a time)"
 	@echo "             SEVERITY=$(SEVERITY) (make drill: empty drills every severity, SEVERITY=critical that one only)"
 
-setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl, postgresql; the project into .venv
+setup: debs $(INSTALLED) ## Install what is missing: Debian's prometheus, alertmanager, openssl, postgresql, chromium; the project into .venv
 
 # Debian's packages start their own prometheus and prometheus-alertmanager services on 9090 and 9093, the
 # ports `make up` uses; we install them for the binaries, so the services they bring are stopped and disabled.

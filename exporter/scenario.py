@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.durations import parse_duration as prometheus_duration
 
@@ -29,6 +29,7 @@ MACHINE_DEFAULTS = {
     "memory_total_bytes": 64.0 * GIB,
 }
 DEFAULT_HEALTH = 1.0          # a component no phase names is healthy
+SECONDS_PER_HOUR = 3600.0     # savings rates are US dollars per hour
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,13 @@ class Machine:
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase with every machine's and component's values resolved (carry-over and "*" applied)."""
+    """One phase with machine values, component health and savings rates resolved (carry-over and "*" applied)."""
 
     name: str
     duration: float | None
     machines: dict[str, dict[str, float | bool]]
     components: dict[str, float]
+    savings: dict[str, float] = field(default_factory=dict)   # category -> US dollars saved per hour
 
 
 @dataclass(frozen=True)

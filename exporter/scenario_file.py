@@ -6,12 +6,13 @@ from pathlib import Path
 
 import yaml
 
+from exporter import checks
 from exporter.scenario import (DEFAULT_HEALTH, DEFAULT_MOUNTS, DEFAULT_STANDBY_TYPE, DEFAULT_TICK_SECONDS,
                                MACHINE_DEFAULTS, Machine, Phase, Scenario, parse_duration)
 
 TOP_KEYS = ("tick", "loop", "machines", "components", "phases")
 MACHINE_KEYS = ("type", "provider", "mounts", "standby_type")
-PHASE_KEYS = ("name", "duration", "machines", "components")
+PHASE_KEYS = ("name", "duration", "machines", "components", "savings")
 # Allowed range of each numeric machine field; sync_ok, up, reporting and retired are booleans.
 RANGES = {
     "sync_latency_seconds": (0, None), "sync_bytes": (0, None), "sync_files": (0, None),
@@ -78,11 +79,12 @@ def _check_document(path: str, document, errors: list[str]) -> Scenario | None:
         phases_value = []
     state = {machine_id: dict(MACHINE_DEFAULTS) for machine_id in machines}
     health = {component: DEFAULT_HEALTH for component in components}
+    savings: dict[str, float] = {}
     phases = []
     for index, phase_value in enumerate(phases_value):
         is_last = index == len(phases_value) - 1
         phases.append(_check_phase(f"phases[{index}]", phase_value, is_last, machines, components, state, health,
-                                   errors))
+                                   savings, errors))
     if errors:
         return None
     return Scenario(path, tick, loop, machines, components, tuple(phases))
@@ -113,8 +115,9 @@ def _check_machines(value, errors: list[str]) -> dict[str, Machine]:
 
 
 def _check_phase(field: str, value, is_last: bool, machines: dict[str, Machine], components: tuple[str, ...],
-                 state: dict[str, dict], health: dict[str, float], errors: list[str]) -> Phase:
-    """Check one phase and fold it into `state` and `health`, the values carried over between phases."""
+                 state: dict[str, dict], health: dict[str, float], savings: dict[str, float],
+                 errors: list[str]) -> Phase:
+    """Check one phase and fold it into `state`, `health` and `savings`, the values carried over between phases."""
     phase = _mapping(value, field, errors, PHASE_KEYS)
     name = phase.get("name", field)
     if not isinstance(name, str) or not name:
@@ -141,8 +144,24 @@ def _check_phase(field: str, value, is_last: bool, machines: dict[str, Machine],
             errors.append(f"{field}.components.{component}: must be a number between 0 and 1, got {level!r}")
         else:
             health[component] = float(level)
+    _check_savings(f"{field}.savings", phase.get("savings", {}), savings, errors)
     return Phase(str(name), duration, {machine_id: dict(values) for machine_id, values in state.items()},
-                 dict(health))
+                 dict(health), dict(savings))
+
+
+def _check_savings(field: str, value, savings: dict[str, float], errors: list[str]) -> None:
+    """Fold a phase's savings rates into `savings`; a category becomes a label value, so it must be a valid one."""
+    for category, rate in _mapping(value, field, errors).items():
+        try:
+            # The telemetry API's own check: a name it would refuse at the first tick is refused at load.
+            checks.text("category", category)
+        except ValueError as error:
+            errors.append(f"{field}.{category}: {error}")
+            continue
+        if not _within(rate, 0, None):
+            errors.append(f"{field}.{category}: must be a number >= 0, got {rate!r}")
+        else:
+            savings[category] = float(rate)
 
 
 def _check_fields(field: str, value, errors: list[str]) -> dict:

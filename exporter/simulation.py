@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from exporter.pacing import Pacer
-from exporter.scenario import FAILOVER_REASON, Machine, Phase, Scenario
+from exporter.scenario import FAILOVER_REASON, SECONDS_PER_HOUR, Machine, Phase, Scenario
 from exporter.scenario_file import load_scenario
 from exporter.telemetry import Telemetry
 
@@ -83,7 +83,7 @@ class Simulation:
                  len(scenario.phases))
 
     def _adopt(self, previous: Scenario | None, scenario: Scenario) -> None:
-        """Forget what the new scenario changed or dropped; start new machines' last sync at load time."""
+        """Forget what the new scenario changed or dropped; start new machines' last sync and new counters at load."""
         now = self._clock()
         kept = set()
         if previous is not None:
@@ -105,6 +105,9 @@ class Simulation:
             if any(phase.machines[machine.machine_id]["failovers_per_minute"] for phase in scenario.phases):
                 # The counter exists at 0 before the first failover, so Prometheus' increase() counts that one.
                 self._telemetry.record_failover(machine.type, machine.standby_type, FAILOVER_REASON, count=0)
+        for category in {category for phase in scenario.phases for category in phase.savings}:
+            # Likewise every savings counter some phase names, even at rate 0 or only in a later phase.
+            self._telemetry.record_savings(category, 0)
 
     def _enter(self, machine_id: str, presence: str) -> bool:
         """Move a machine to `presence` (retiring or silencing it on the way); True if it reports this tick."""
@@ -138,6 +141,8 @@ class Simulation:
                 self._report(machine, values, now)
         for component, health in phase.components.items():
             self._telemetry.set_health(component, health)
+        for category, rate in phase.savings.items():
+            self._telemetry.record_savings(category, rate * elapsed / SECONDS_PER_HOUR)
 
     def _report(self, machine: Machine, values: dict, now: float) -> None:
         telemetry = self._telemetry

@@ -112,11 +112,16 @@ class Record:
 
 @dataclass(frozen=True)
 class RecordingGroup:
-    """The recording rules of one rule group, and the group's own evaluation interval (0: the environment's)."""
+    """The recording rules of one rule group, and the group's own evaluation interval (0: the environment's).
+
+    A `tiles` group records, every `interval`, what happened over exactly that interval: its samples are summed
+    over ranges (sum_over_time), never read as instant vectors, so the interval may pass the 5m lookback.
+    """
 
     name: str
     records: tuple[Record, ...]
     interval: float = 0.0
+    tiles: bool = False
 
 
 @dataclass(frozen=True)

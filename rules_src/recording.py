@@ -20,19 +20,26 @@ _RECORD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$
 LOOKBACK = 300.0
 # Labels a scrape adds to every series: test input may carry them besides the catalog's own.
 _SCRAPE_LABELS = ("job", "instance")
+# A group's own keys beside its rules (a rule's name always holds two colons).
+GROUP_KEYS = ("interval", "tiles")
+_RANGE = re.compile(r"\[([^\]:]+)\]")  # a range selector's duration (not a subquery's range:step)
 
 
 def recording_model(c, params: dict, evaluation: float) -> tuple[tuple[RecordingGroup, ...], set[str]]:
     """The recording groups, every rule's PromQL checked, and the names of all recording rules."""
     groups = c.get(("recording",), {})
-    records = {name for rules in groups.values() if isinstance(rules, dict) for name in rules if name != "interval"}
+    records = {name for rules in groups.values() if isinstance(rules, dict) for name in rules if name not in GROUP_KEYS}
     out = []
     for group in groups:
         at = ("recording", group)
         if not NAME.match(group):
             c.fail(at, f"group name must match {NAME.pattern} (it names a rule file)")
-        rules = [_record(c, at + (name,), params, records) for name in c.get(at, {}) if name != "interval"]
-        out.append(RecordingGroup(group, tuple(r for r in rules if r), _group_interval(c, at, evaluation)))
+        rules = [_record(c, at + (name,), params, records) for name in c.get(at, {}) if name not in GROUP_KEYS]
+        tiles = c.get(at + ("tiles",)) is True
+        interval = _group_interval(c, at, evaluation, tiles)
+        if tiles and interval:
+            _check_tiles(c, at, [r for r in rules if r], interval)
+        out.append(RecordingGroup(group, tuple(r for r in rules if r), interval, tiles))
     return tuple(out), records
 
 
@@ -49,24 +56,37 @@ def check_recording(c, groups: tuple[RecordingGroup, ...]) -> None:
         if group.interval and group.name in alert_groups:
             c.fail(at + ("interval",), f"alerts {', '.join(alert_groups[group.name])} use this group and would be "
                                        "evaluated this rarely too: give the slow recording rules a group of their own")
+    _tiles_unread(c, groups)
     _untested(c)
 
 
-def _group_interval(c, at: tuple, evaluation: float) -> float:
+def _group_interval(c, at: tuple, evaluation: float, tiles: bool) -> float:
     """The group's own evaluation interval; 0 when it has none (it runs at prometheus.evaluation_interval)."""
     where = at + ("interval",)
     text = c.get(where)
     if text is None:
+        if tiles:
+            c.fail(at + ("tiles",), "a group of tiles needs its own `interval`: the span each sample covers")
         return 0.0
     seconds = c.duration(where, text)
     if units.parse_duration(text) is None:
         return 0.0
     if seconds < evaluation or not seconds:
         c.fail(where, f"must be at least prometheus.evaluation_interval ({units.format_duration(evaluation)})")
-    elif seconds >= LOOKBACK:
+    elif seconds >= LOOKBACK and not tiles:
         c.fail(where, "must be shorter than 5m, Prometheus' lookback delta: a series recorded less often "
                       "vanishes from queries between evaluations")
     return seconds
+
+
+def _check_tiles(c, at: tuple, records: list[Record], interval: float) -> None:
+    """Every range a tile reads spans exactly the interval: shorter leaves gaps between samples, longer overlaps."""
+    for record in records:
+        for text in _RANGE.findall(record.expr):
+            if units.parse_duration(text.strip()) != interval:
+                c.fail(at + (record.name,), f"reads a range of {text.strip()}: a tile must read exactly its group's"
+                                            f" interval ({units.format_duration(interval)}), or its samples would"
+                                            " overlap or leave gaps")
 
 
 def _record(c, at: tuple, params: dict, records: set[str]) -> Record | None:
@@ -81,19 +101,38 @@ def _record(c, at: tuple, params: dict, records: set[str]) -> Record | None:
     return Record(at[-1], expr, _test(c, at + ("test",), records) if tested else None)
 
 
-def _untested(c) -> None:
-    """A rule that no alert and no other recording rule reads must have a test."""
-    read = set()
+def _readers(c) -> list[tuple[tuple, set[str]]]:
+    """Where each alert and recording rule is written, and the recording-rule names its PromQL reads."""
+    out = []
     for section in ("alerts", "meta"):
-        for alert in c.get((section,), {}).values():
+        for name, alert in c.get((section,), {}).items():
             texts = [alert.get(key) for key in ("value", "expr")] if isinstance(alert, dict) else []
-            read.update(n for text in texts if isinstance(text, str) for n in promql.names_read(text)[1])
-    rules = {(group, name): rule for group, named in c.get(("recording",), {}).items() if isinstance(named, dict)
-             for name, rule in named.items() if name != "interval"}
-    for (_, name), rule in rules.items():
+            out.append(((section, name), {n for text in texts if isinstance(text, str) for n in promql.names_read(text)[1]}))
+    for (group, name), rule in _rules(c).items():
         expr = rule.get("expr") if isinstance(rule, dict) else rule
         if isinstance(expr, str):
-            read.update(promql.names_read(expr)[1] - {name})
+            out.append((("recording", group, name), promql.names_read(expr)[1] - {name}))
+    return out
+
+
+def _rules(c) -> dict[tuple[str, str], object]:
+    return {(group, name): rule for group, named in c.get(("recording",), {}).items() if isinstance(named, dict)
+            for name, rule in named.items() if name not in GROUP_KEYS}
+
+
+def _tiles_unread(c, groups: tuple[RecordingGroup, ...]) -> None:
+    """No alert or rule reads a tile: an instant read finds it only minutes an hour, and alerts need every minute."""
+    tiles = {record.name for group in groups if group.tiles for record in group.records}
+    for at, names in _readers(c):
+        for name in sorted(names & tiles):
+            c.fail(at, f"reads {name}, a tile recorded once per group interval: it is for dashboards' sums over"
+                       " ranges; read the series it is built from instead")
+
+
+def _untested(c) -> None:
+    """A rule that no alert and no other recording rule reads must have a test."""
+    read = set().union(*(names for _, names in _readers(c)))
+    rules = _rules(c)
     if read - {name for _, name in rules}:  # a misspelt name (reported already): what is read is unknown
         return
     for (group, name), rule in rules.items():
@@ -145,8 +184,10 @@ def _input(c, at: tuple, text: str, records: set[str]) -> str | None:
     elif name.startswith("dumont_") and family is None:
         c.fail(at, f"unknown metric {name} (not in exporter.catalog)")
     elif family is not None:
-        for label in sorted(set(family.labels) - set(labels)):
+        # A histogram's buckets carry `le` besides the family's labels (a quantile rule's test needs them).
+        own = set(family.labels) | ({"le"} if family.type == catalog.HISTOGRAM and name.endswith("_bucket") else set())
+        for label in sorted(own - set(labels)):
             c.fail(at, f"lacks label {label}, which every {name} series has (exporter.catalog)")
-        for label in sorted(set(labels) - set(family.labels) - set(_SCRAPE_LABELS)):
+        for label in sorted(set(labels) - own - set(_SCRAPE_LABELS)):
             c.fail(at, f"label {label} is not a label of {name} (exporter.catalog) nor one a scrape adds")
     return promql.render_series(name, labels)

@@ -55,14 +55,16 @@ _TIMINGS = ("group_by", "group_wait", "group_interval", "repeat_interval", "reso
 # A route without channels would render an Alertmanager receiver that tells nobody.
 _ROUTE = _obj({"matchers": _STRS, "channels": {**_STRS, "minItems": 1}, "group_wait": _STR, "group_interval": _STR,
                "repeat_interval": _STR}, ("matchers", "channels"))
-# A recording rule is its PromQL, or {expr, test} when it has a test; `interval` is the group's own
-# (record names always hold two colons, so none can be called `interval`).
+# A recording rule is its PromQL, or {expr, test} when it has a test; `interval` is the group's own and
+# `tiles` says its rules record one amount per interval (record names always hold two colons, so none can be
+# called `interval` or `tiles`).
 _RECORD_TEST = _obj({"interval": _STR, "input": {"type": "object", "additionalProperties": _SCALAR, "minProperties": 1},
                      "at": _STR, "expect": {"type": "object", "additionalProperties": {"type": "number"},
                                             "minProperties": 1}}, ("interval", "input", "at", "expect"))
 _RECORD = {"type": ["string", "object"], "properties": {"expr": _STR, "test": _RECORD_TEST}, "required": ["expr"],
            "additionalProperties": False}
-_RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR}, "additionalProperties": _RECORD}
+_RECORDING_GROUP = {"type": "object", "properties": {"interval": _STR, "tiles": {"type": "boolean"}},
+                    "additionalProperties": _RECORD}
 # alertmanager_slack / alertmanager_email are Alertmanager's own integrations (routing around the receiver).
 CHANNEL_TYPES = ("slack", "email", "heartbeat", "webhook", "pagerduty", "alertmanager_slack", "alertmanager_email")
 # A webhook's extra header: its value, or where a secret value is kept

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from flask import Flask, Response, jsonify
 
-from webhook_receiver import db, history, ingest, ops, runbooks, stats
+from webhook_receiver import dashboard, db, history, ingest, ops, runbooks, stats
 from webhook_receiver.auth import SignInLimiter
 from webhook_receiver.channels import load_channels
 from webhook_receiver.channels.formatting import printable, web_url
@@ -21,8 +21,10 @@ CONFIG_ENV = "DUMONT_RECEIVER_CONFIG"  # path of receiver.yml when create_app() 
 # post only here; nothing may frame them (clickjacking); and links to runbooks or Prometheus carry no
 # Referer, which would give the history's URL with its filters to another site.
 SECURITY_HEADERS = (
-    # script-src 'self': the /stats page's charts (static/stats.js and the vendored uPlot), never an inline script
-    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    # script-src 'self': the /stats and /dashboard pages' charts (their static scripts and the vendored uPlot),
+    # never an inline script; connect-src 'self': the dashboard's script fetches its figures from this receiver
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self';"
+                                " img-src 'self';"
                                 " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
@@ -62,6 +64,7 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(runbooks.bp)
     app.register_blueprint(stats.bp)
+    dashboard.init_app(app, config)
     app.after_request(_security_headers)
     app.register_error_handler(StorageError, _storage_unavailable)
     # A string no UTF-8 encoder can write (a lone surrogate stored before ingest refused them) must not make

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Callable
 from urllib.parse import quote, quote_from_bytes
 
-from flask import Request
+from flask import Request, current_app, jsonify, render_template
 
 COOKIE = "dumont_history_token"
 
@@ -77,3 +77,17 @@ class SignInLimiter:
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
         return wait
+
+
+def guard_history(request: Request, page: bool, allow_cookie: bool):
+    """None when the history is open or `request` carries its token; else the answer: the sign-in form for a page,
+    a 401 naming the bearer scheme for the API."""
+    token = current_app.extensions["dumont.tokens"].history
+    if token is None or authorized(request, token, allow_cookie=allow_cookie):
+        return None
+    if page:  # a browser sends no bearer header: the sign-in form, then the cookie
+        return render_template("sign_in.html", next=request_target(request), wrong=False), 401
+    response = jsonify(error="missing or wrong bearer token")
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

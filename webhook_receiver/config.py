@@ -7,6 +7,7 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -68,6 +69,11 @@ class Config:
     reconcile_timeout: float = 5.0     # for each read of one Alertmanager
     reconcile_grace: float = 600.0     # an alert last seen active is resolved after missing this long (> group_interval)
     reconcile_warmup: float = 120.0    # an Alertmanager up for less than this cannot say an alert ended
+    prometheus_url: str | None = None  # the fleet dashboard reads the dumont_* series here (unset: no dashboard)
+    dashboard_timezone: str = "UTC"    # the zone of the savings' today, month and year (an IANA name)
+    dashboard_timeout: float = 5.0     # for all the reads of one dashboard request together
+    dashboard_refresh: float = 15.0    # the page fetches its figures again this often
+    dashboard_vanish_window: str = "1h"  # a machine silent this long is no longer listed (the rules' vanish_window)
     log_level: str = "info"
 
     @property
@@ -81,12 +87,12 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a `database` starting so 
 _DURATION_KEYS = {"relay_coalesce", "claim_timeout", "retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
                   "send_timeout", "heartbeat_interval", "heartbeat_timeout", "reconcile_interval", "reconcile_timeout",
-                  "reconcile_grace", "reconcile_warmup"}
+                  "reconcile_grace", "reconcile_warmup", "dashboard_timeout", "dashboard_refresh"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
              "batch_size", "storm_threshold", "body_min_rate", "max_connections"}
 _BOOL_KEYS = {"relay"}
 _OPTIONAL_KEYS = {"history_token_file", "heartbeat_url_file", "heartbeat_url_env", "database_password_file",
-                  "database_password_env", "runbooks_dir"}
+                  "database_password_env", "runbooks_dir", "prometheus_url"}
 # Keys that would put a secret in receiver.yml: refused, naming the keys that say where the secret is.
 _INLINE_SECRETS = {"heartbeat_url": ("heartbeat_url_file", "heartbeat_url_env"),
                    "database_password": ("database_password_file", "database_password_env")}
@@ -95,7 +101,7 @@ _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
                               "send_timeout", "heartbeat_interval", "heartbeat_timeout", "claim_timeout",
-                              "reconcile_interval", "reconcile_timeout"}
+                              "reconcile_interval", "reconcile_timeout", "dashboard_timeout", "dashboard_refresh"}
 KEYS = tuple(f.name for f in fields(Config))
 
 
@@ -134,6 +140,14 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
         return value
     elif key == "alertmanager_urls":
         return _urls(value, from_env)
+    elif key == "prometheus_url":
+        return _urls([value] if isinstance(value, str) else value, False)[0]
+    elif key == "dashboard_timezone":
+        return _zone_name(value)
+    elif key == "dashboard_vanish_window":
+        if prometheus_duration(str(value).strip()) in (None, 0):
+            raise ValueError(f"expected a PromQL duration like 1h, got {value!r}")
+        return str(value).strip()
     elif key in ("heartbeat_url_file", "heartbeat_url_env"):
         return _secret_reference(key, value)
     elif key in ("database_password_file", "database_password_env"):
@@ -170,6 +184,22 @@ def _urls(value: Any, from_env: bool) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise ValueError("a URL is listed twice")
     return tuple(value)
+
+
+def _zone_name(value: Any) -> str:
+    """An IANA time zone name that this system's (or the tzdata package's) zone database holds."""
+    zone_info(value)
+    return value
+
+
+def zone_info(name: Any) -> ZoneInfo:
+    """The zone of an IANA name (`Europe/Berlin`); ValueError saying so when there is none."""
+    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name:
+        raise ValueError(f"expected a time zone name like Europe/Berlin, got {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name like Europe/Berlin)") from None
 
 
 def _secret_reference(key: str, value: Any) -> str:

@@ -6,7 +6,7 @@ import math
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 from werkzeug.datastructures import MultiDict
 
-from webhook_receiver.auth import COOKIE, authorized, matches, request_target, safe_next
+from webhook_receiver.auth import COOKIE, guard_history, matches, safe_next
 from webhook_receiver.db import get_store
 from webhook_receiver.query import (PARAMS, QueryError, encode_alerts_cursor, encode_cursor, parse_alerts_query,
                                     parse_query)
@@ -22,16 +22,10 @@ CLIP_CHARS = 1024
 @bp.before_request
 def _require_token():
     """When history_token_file is set: a bearer token, or for the HTML pages also the cookie."""
-    token = current_app.extensions["dumont.tokens"].history
-    is_page = request.endpoint in _PAGES
-    if token is None or request.endpoint == "history.sign_in" or authorized(request, token, allow_cookie=is_page):
+    if request.endpoint == "history.sign_in":
         return None
-    if is_page:  # a browser sends no bearer header: ask for the token once, then keep it in the cookie
-        return render_template("sign_in.html", next=request_target(request), wrong=False), 401
-    response = jsonify(error="missing or wrong bearer token")
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+    is_page = request.endpoint in _PAGES
+    return guard_history(request, page=is_page, allow_cookie=is_page)
 
 
 @bp.post("/sign-in")

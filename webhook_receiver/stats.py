@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 
-from webhook_receiver.auth import authorized, request_target
+from webhook_receiver.auth import guard_history
 from webhook_receiver.db import get_store
 from webhook_receiver.query import QueryError
 from webhook_receiver.stats_params import DEFAULT_FLAP, DEFAULT_TOP, parse_stats_query
@@ -19,16 +19,8 @@ _PAGE = "stats.page"
 @bp.before_request
 def _require_token():
     """The history's auth: with history_token_file set, a bearer token, or for the page also the sign-in cookie."""
-    token = current_app.extensions["dumont.tokens"].history
     is_page = request.endpoint == _PAGE
-    if token is None or authorized(request, token, allow_cookie=is_page):
-        return None
-    if is_page:  # a browser sends no bearer header: the history's sign-in form, then the cookie
-        return render_template("sign_in.html", next=request_target(request), wrong=False), 401
-    response = jsonify(error="missing or wrong bearer token")
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+    return guard_history(request, page=is_page, allow_cookie=is_page)
 
 
 @bp.errorhandler(StorageError)

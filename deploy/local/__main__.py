@@ -57,6 +57,7 @@ def cmd_up(args) -> int:
     pages = " and ".join(f"{stack.url(name)}/" for name in (receivers or ["receiver"]) + ["sink_http"])
     print(f"\nThe exporter plays {stack.scenario_path}: gpu-1's disk fills past 80 % after 10 s and is cleaned\n"
           f"up 50 s later. Watch it on {pages}.")
+    print(f"The fleet dashboard (machines, savings, alert status): {stack.url((receivers or ['receiver'])[0])}/dashboard")
     if receivers:
         print("Alertmanager posts every notification to both receivers; they share one database, which keeps one\n"
               "copy, and one relay sends it.")

@@ -13,6 +13,7 @@ import yaml
 
 from deploy.local.processes import ManagedProcess, ServiceSpec, StackError, free_port, port_is_free
 from rules_src.spec import load as load_spec
+from rules_src.spec import params as spec_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -149,7 +150,14 @@ class Stack:
             "alertmanager_urls": self.alertmanager_urls(),
             "reconcile_interval": "5s",
             "reconcile_grace": "1m",
+            # The fleet dashboard (/dashboard) reads this stack's Prometheus; the stack's times are UTC.
+            "prometheus_url": self.url("prometheus"),
+            "dashboard_vanish_window": self._vanish_window(),
         }
+
+    def _vanish_window(self) -> str:
+        """The environment's vanish_window: the dashboard calls a machine vanished as MachineVanished does."""
+        return str(spec_params(self.env)["vanish_window"])
 
     def alertmanager_names(self) -> list[str]:
         """The Alertmanagers' service names (each has its data in <run>/data/<name>)."""
@@ -262,6 +270,8 @@ class Stack:
             f"--storage.tsdb.path={self.run_dir / 'data' / 'prometheus'}",
             f"--web.listen-address={HOST}:{p.prometheus}",
             f"--web.external-url={self.url('prometheus')}/",
+            # The dashboard's "this year" and its 12 months of savings need a year of samples (the default is 15d).
+            "--storage.tsdb.retention.time=400d",
             # Alerts sent to Alertmanager stay valid for 4 resend delays (default 1 m): tie it to the
             # evaluation interval so a dead Prometheus lets Watchdog lapse and the dead man's switch trips.
             f"--rules.alert.resend-delay={self._evaluation_interval()}"],
@@ -341,7 +351,8 @@ def demo_scenario() -> dict:
         "components": ["sync", "api"],
         "phases": [
             {"name": "healthy", "duration": "10s", "machines": {"*": healthy},
-             "components": {"sync": 1.0, "api": 1.0}},
+             "components": {"sync": 1.0, "api": 1.0},
+             "savings": {"spot": 3.6, "standby": 1.2, "transfer": 0.4}},
             {"name": "gpu-1 disk fills", "duration": "50s", "machines": {"gpu-1": {"disk_used_ratio": 0.95}}},
             {"name": "disk cleaned up", "machines": {"gpu-1": {"disk_used_ratio": 0.40}}},
         ],

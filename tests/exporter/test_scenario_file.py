@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.local.stack import demo_scenario
+from exporter.catalog import LABEL_VALUE_MAX_BYTES
 from exporter.scenario import GIB, parse_duration
 from exporter.scenario_file import load_scenario
 from tests.exporter.scenarios import fleet, lifecycle
@@ -140,6 +142,22 @@ BAD = [
      "machines.gpu-1.standby_type: must be a non-empty string"),
     (_set(["phases", 0, "components", "db"], 1), "phases[0].components.db: not in the top-level components"),
     (_set(["phases", 0, "components", "api"], 2), "phases[0].components.api: must be a number between 0 and 1"),
+    (_set(["phases", 1, "savings"], {"spot": "x"}), "phases[1].savings.spot: must be a number >= 0, got 'x'"),
+    (_set(["phases", 0, "savings"], {"spot": -0.5}), "phases[0].savings.spot: must be a number >= 0, got -0.5"),
+    (_set(["phases", 0, "savings"], {"spot": True}), "phases[0].savings.spot: must be a number >= 0, got True"),
+    (_set(["phases", 0, "savings"], {"spot": float("inf")}),
+     "phases[0].savings.spot: must be a number >= 0, got inf"),
+    (_set(["phases", 0, "savings"], ["spot"]), "phases[0].savings: must be a mapping, got ['spot']"),
+    (_set(["phases", 0, "savings"], {"": 1}), "phases[0].savings.: category must be a non-empty string"),
+    (_set(["phases", 0, "savings"], {7: 1}), "phases[0].savings.7: category must be a non-empty string, got 7"),
+    (_set(["phases", 0, "savings"], {"s" * (LABEL_VALUE_MAX_BYTES + 1): 1}),
+     f"phases[0].savings.{'s' * (LABEL_VALUE_MAX_BYTES + 1)}: category must be at most {LABEL_VALUE_MAX_BYTES} "
+     f"bytes of UTF-8, got {LABEL_VALUE_MAX_BYTES + 1}"),
+    (_set(["phases", 0, "savings"], {"é" * (LABEL_VALUE_MAX_BYTES // 2 + 1): 1}),   # bytes count, not characters
+     f"phases[0].savings.{'é' * (LABEL_VALUE_MAX_BYTES // 2 + 1)}: category must be at most "
+     f"{LABEL_VALUE_MAX_BYTES} bytes of UTF-8, got {LABEL_VALUE_MAX_BYTES + 2}"),
+    (_set(["phases", 0, "savings"], {"spot\n": 1}), "phases[0].savings.spot\n: category must not contain"),
+    (_set(["phases", 0, "savings"], {"a&b": 1}), "phases[0].savings.a&b: category must not contain"),
 ]
 
 
@@ -189,6 +207,48 @@ def test_lifecycle_fields_default_and_carry_over(scenario_path):
     assert back.machines["gpu-1"]["reporting"] is True and back.machines["gpu-2"]["retired"] is False
 
 
+def test_savings_carry_over_category_by_category(scenario_path):
+    def change(doc):
+        doc["phases"][0]["savings"] = {"spot": 3.6, "standby": 1.2}
+        doc["phases"][1]["savings"] = {"spot": 0, "transfer": 0.4}
+
+    healthy, disk_fills, outage = _load_with(scenario_path, change).phases
+    assert healthy.savings == {"spot": 3.6, "standby": 1.2}
+    assert disk_fills.savings == {"spot": 0.0, "standby": 1.2, "transfer": 0.4}   # standby carried over
+    assert outage.savings == disk_fills.savings                                     # names none: all carry over
+    assert all(isinstance(rate, float) for rate in outage.savings.values())
+
+
+def test_savings_default_to_none_and_take_any_label_value(scenario_path):
+    assert all(phase.savings == {} for phase in _load_with(scenario_path, lambda doc: None).phases)
+    longest = "s" * LABEL_VALUE_MAX_BYTES
+
+    def change(doc):
+        doc["phases"][2]["savings"] = {longest: 2, "reserved instances (1y)": 0, "économies": 1}
+
+    outage = _load_with(scenario_path, change).phases[2]
+    assert outage.savings == {longest: 2.0, "reserved instances (1y)": 0.0, "économies": 1.0}
+
+
+def test_savings_problems_are_reported_with_the_others(scenario_path):
+    def change(doc):
+        doc["phases"][0]["savings"] = {"": 1, "spot": "x", "standby": 1.2}
+        doc["phases"][1]["savings"] = {"spot": -1}
+
+    with pytest.raises(ValueError) as raised:
+        _load_with(scenario_path, change)
+    assert str(raised.value).splitlines() == [
+        f"{scenario_path}: phases[0].savings.: category must be a non-empty string, got ''",
+        f"{scenario_path}: phases[0].savings.spot: must be a number >= 0, got 'x'",
+        f"{scenario_path}: phases[1].savings.spot: must be a number >= 0, got -1"]
+
+
+def test_the_local_stacks_demo_scenario_saves_in_every_phase(scenario_path):
+    scenario_path.write_text(yaml.safe_dump(demo_scenario()), encoding="utf-8")
+    expected = {"spot": 3.6, "standby": 1.2, "transfer": 0.4}
+    assert [phase.savings for phase in load_scenario(scenario_path).phases] == [expected] * 3
+
+
 def _section_5_examples() -> list[str]:
     text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
     section = text[text.index("## 5. "):text.index("## 6. ")]
@@ -201,6 +261,9 @@ def test_the_documented_examples_load(scenario_path):
     for example in examples:
         scenario_path.write_text(example, encoding="utf-8")
         assert load_scenario(scenario_path).phases
+    scenario_path.write_text(examples[0], encoding="utf-8")
+    assert [phase.savings for phase in load_scenario(scenario_path).phases] == [
+        {"spot": 3.6, "standby": 1.2, "transfer": 0.4}, {"spot": 0.0, "standby": 1.2, "transfer": 0.4}]
 
 
 def test_unreadable_and_invalid_yaml_name_the_file(scenario_path):

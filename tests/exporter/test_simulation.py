@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from exporter.scenario import GIB
 from exporter.simulation import Simulation
@@ -16,6 +17,7 @@ from tests.exporter.scenarios import fleet
 GPU = {"machine_type": "gpu", "machine_id": "gpu-1"}
 CPU = {"machine_type": "cpu", "machine_id": "cpu-1"}
 GPU_SYNC = {"machine_id": "gpu-1", "direction": "gpu_to_cpu"}
+SAVINGS = "dumont_savings_total_usd_total"
 
 
 @pytest.fixture
@@ -163,3 +165,89 @@ def test_a_rejected_reload_is_one_log_line(registry, simulation, scenario_path, 
     message = caplog.records[-1].getMessage()
     assert "\n" not in message
     assert f"{scenario_path}: tick" in message and f"{scenario_path}: phases[0].machines.*.cpu_percent" in message
+
+
+def _fleet_with_savings() -> str:
+    """The example fleet saving on spot and standby while healthy; then spot stops and transfer starts."""
+    document = yaml.safe_load(fleet())
+    document["phases"][0]["savings"] = {"spot": 3.6, "standby": 0}
+    document["phases"][1]["savings"] = {"spot": 0, "transfer": 7.2}
+    return yaml.safe_dump(document)
+
+
+def _play(simulation, clock, until: float, tick: float = 1.0) -> None:
+    """Step every `tick` seconds of the injected clock up to `until` (included)."""
+    while clock.now + tick <= until:
+        clock.now += tick
+        simulation.step()
+
+
+def _saved(registry, category: str) -> float | None:
+    return registry.get_sample_value(SAVINGS, {"category": category})
+
+
+def test_savings_counters_exist_at_zero_from_the_load(registry, clock, scenario_path):
+    write_atomically(scenario_path, _fleet_with_savings())
+    Simulation(scenario_path, Telemetry(registry=registry, clock=clock), clock=clock)
+    # Before any tick: "standby" saves at rate 0 and "transfer" only from the second phase, yet both exist.
+    assert {category: _saved(registry, category) for category in ("spot", "standby", "transfer")} == {
+        "spot": 0, "standby": 0, "transfer": 0}
+
+
+def test_savings_grow_by_rate_times_elapsed(registry, clock, scenario_path):
+    write_atomically(scenario_path, _fleet_with_savings())
+    simulation = Simulation(scenario_path, Telemetry(registry=registry, clock=clock), clock=clock)
+    start = clock.now
+    simulation.step()
+    assert _saved(registry, "spot") == 0                 # the first tick owes nothing
+    _play(simulation, clock, start + 30)
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 30 / 3600)
+    _play(simulation, clock, start + 59, tick=0.5)
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 59 / 3600)
+    assert _saved(registry, "standby") == 0
+    assert _saved(registry, "transfer") == 0
+    # The tick at 60 s is the first of "disk fills": it pays the second before at that phase's rates.
+    _play(simulation, clock, start + 180)
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 59 / 3600)
+    assert _saved(registry, "transfer") == pytest.approx(7.2 * 121 / 3600)   # carried over into "outage"
+    assert _saved(registry, "standby") == 0
+
+
+def test_a_late_tick_pays_the_whole_gap_and_a_step_back_pays_nothing(registry, clock, scenario_path):
+    write_atomically(scenario_path, _fleet_with_savings())
+    simulation = Simulation(scenario_path, Telemetry(registry=registry, clock=clock), clock=clock)
+    start = clock.now
+    simulation.step()
+    clock.now = start + 50
+    simulation.step()
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 50 / 3600)
+    clock.now = start + 20                               # the clock steps back 30 s
+    simulation.step()
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 50 / 3600)
+    clock.now = start + 30                               # counted from the tick before, not from 50 s
+    simulation.step()
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 60 / 3600)
+
+
+def test_no_savings_series_without_savings(registry, simulation, clock):
+    simulation.step()
+    clock.now += 10
+    simulation.step()
+    assert [s for family in registry.collect() for s in family.samples if s.name == SAVINGS] == []
+
+
+def test_a_reload_naming_a_new_category_starts_it_at_zero_and_keeps_the_totals(registry, simulation, clock,
+                                                                                  scenario_path):
+    start = clock.now
+    simulation.step()
+    write_atomically(scenario_path, _fleet_with_savings())
+    clock.now = start + 10
+    simulation.step()                                    # reloaded: the first tick pays the 10 s at the new rates
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 10 / 3600)
+    assert _saved(registry, "transfer") == 0
+    write_atomically(scenario_path, fleet())             # savings dropped: the totals stay, and stop growing
+    clock.now = start + 20
+    simulation.step()
+    clock.now = start + 30
+    simulation.step()
+    assert _saved(registry, "spot") == pytest.approx(3.6 * 10 / 3600)

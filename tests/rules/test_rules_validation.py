@@ -192,6 +192,24 @@ BAD = {
     "group interval below the evaluation interval": (
         "recording.yaml", "    interval: 1m\n", "    interval: 5s\n",
         ["rules_src/recording.yaml:7: recording.savings.interval: must be at least prometheus.evaluation_interval (10s)"]),
+    # A group of tiles (savings_hourly) may pass the lookback; its rules read exactly its interval; nothing reads them.
+    "a tile reading two hours": (
+        "recording.yaml", "increase(dumont_savings_total_usd_total[1h])", "increase(dumont_savings_total_usd_total[2h])",
+        ["rules_src/recording.yaml:48: recording.savings_hourly.category:dumont_savings_usd:increase1h: reads a range "
+         "of 2h: a tile must read exactly its group's interval (1h), or its samples would overlap or leave gaps"]),
+    "tiles without an interval": (
+        "recording.yaml", '    interval: "1h"  # quoted: tests edit the unquoted one above by its text, which must stay unique\n',
+        "", ["rules_src/recording.yaml:46: recording.savings_hourly.tiles: a group of tiles needs its own `interval`: "
+             "the span each sample covers"]),
+    "a rule reading a tile": (
+        "recording.yaml", "    machine:dumont_memory_usage:ratio: dumont_memory_usage_bytes / dumont_memory_total_bytes\n",
+        "    machine:dumont_memory_usage:ratio: dumont_memory_usage_bytes / dumont_memory_total_bytes\n"
+        "    category:dumont_savings_usd:last1h: max by (category) (category:dumont_savings_usd:increase1h)\n",
+        ["rules_src/recording.yaml:6: recording.machines.category:dumont_savings_usd:last1h: no alert reads this rule, "
+         "so only a test can hold it to its values: give it `expr` and `test` (input series, `at`, expected samples)",
+         "rules_src/recording.yaml:6: recording.machines.category:dumont_savings_usd:last1h: reads "
+         "category:dumont_savings_usd:increase1h, a tile recorded once per group interval: it is for dashboards' sums "
+         "over ranges; read the series it is built from instead"]),
     "group interval as long as the lookback delta": (
         "recording.yaml", "    interval: 1m\n", "    interval: 5m\n",
         ["rules_src/recording.yaml:7: recording.savings.interval: must be shorter than 5m, Prometheus' lookback delta: "
