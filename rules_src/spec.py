@@ -70,9 +70,3 @@ def _merged(files: list[Path], layers: list[tuple[Path, bool]], spec_dir: Path,
         marks.at.setdefault((key,), (_shown(spec_dir / name, spec_dir), 1))
     return data, marks, complete
 
-
-def params(env: str, spec_dir: Path = SPEC_DIR) -> dict:
-    """The `params` of `env` as written (config.yaml overlaid by env/<env>.yaml), for tools that share a setting."""
-    errors: list[SpecError] = []
-    data, _, _ = _merged(sorted(spec_dir.glob("*.yaml")), [(spec_dir / "env" / f"{env}.yaml", True)], spec_dir, errors)
-    return dict(data.get("params") or {})

@@ -73,7 +73,6 @@ class Config:
     dashboard_timezone: str = "UTC"    # the zone of the savings' today, month and year (an IANA name)
     dashboard_timeout: float = 5.0     # for all the reads of one dashboard request together
     dashboard_refresh: float = 15.0    # the page fetches its figures again this often
-    dashboard_vanish_window: str = "1h"  # a machine silent this long is no longer listed (the rules' vanish_window)
     log_level: str = "info"
 
     @property
@@ -144,10 +143,6 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
         return _urls([value] if isinstance(value, str) else value, False)[0]
     elif key == "dashboard_timezone":
         return _zone_name(value)
-    elif key == "dashboard_vanish_window":
-        if prometheus_duration(str(value).strip()) in (None, 0):
-            raise ValueError(f"expected a PromQL duration like 1h, got {value!r}")
-        return str(value).strip()
     elif key in ("heartbeat_url_file", "heartbeat_url_env"):
         return _secret_reference(key, value)
     elif key in ("database_password_file", "database_password_env"):

@@ -13,7 +13,6 @@ import yaml
 
 from deploy.local.processes import ManagedProcess, ServiceSpec, StackError, free_port, port_is_free
 from rules_src.spec import load as load_spec
-from rules_src.spec import params as spec_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -107,13 +106,7 @@ class Stack:
         # The bot token the Slack stand-in's Web API accepts (and Slack channels with bot_token_* present)
         self._secret("slack_bot_token", "xoxb-local-" + secrets.token_hex(16), keep=True)
         self._secret("webhook_secret", secrets.token_urlsafe(32), keep=True)  # the stand-in checks signatures
-        overlay = {
-            "endpoints": self.endpoints(),
-            # Every alert's runbook_url: this stack's (first) receiver serves the pages, whatever the env says.
-            "receiver_external_url": self.url("receiver"),
-            "receiver_token_file": str(token_file),
-            "channels": self._channel_overrides(),
-        }
+        overlay = self.overlay(token_file)
         overlay_path = self.run_dir / "overlay.yml"
         overlay_path.write_text(yaml.safe_dump(overlay, sort_keys=True))
         render = subprocess.run(
@@ -125,6 +118,16 @@ class Stack:
             (self.run_dir / f"{name}.yml").write_text(yaml.safe_dump(config, sort_keys=True))
         if self.scenario is not None or not self.scenario_path.exists():
             self.write_scenario(self.scenario or demo_scenario())
+
+    def overlay(self, token_file: Path) -> dict:
+        """What only exists at run time, rendered over the environment (`dumont-rules generate --overlay`)."""
+        return {
+            "endpoints": self.endpoints(),
+            # Every alert's runbook_url: this stack's (first) receiver serves the pages, whatever the env says.
+            "receiver_external_url": self.url("receiver"),
+            "receiver_token_file": str(token_file),
+            "channels": self._channel_overrides(),
+        }
 
     def endpoints(self) -> dict:
         """The overlay's endpoints: where Prometheus finds Alertmanager, the exporter and the receiver."""
@@ -152,12 +155,7 @@ class Stack:
             "reconcile_grace": "1m",
             # The fleet dashboard (/dashboard) reads this stack's Prometheus; the stack's times are UTC.
             "prometheus_url": self.url("prometheus"),
-            "dashboard_vanish_window": self._vanish_window(),
         }
-
-    def _vanish_window(self) -> str:
-        """The environment's vanish_window: the dashboard calls a machine vanished as MachineVanished does."""
-        return str(spec_params(self.env)["vanish_window"])
 
     def alertmanager_names(self) -> list[str]:
         """The Alertmanagers' service names (each has its data in <run>/data/<name>)."""

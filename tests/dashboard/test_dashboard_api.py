@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.dashboard.conftest import VANISH_WINDOW  # noqa: F401  (the window the states below rely on)
 from tests.dashboard.history import expected
 from tests.e2e.conftest import wait_for
 

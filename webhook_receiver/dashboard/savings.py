@@ -9,6 +9,7 @@ raw sample of the year.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -115,27 +116,52 @@ def tile_offset(prometheus: Prometheus, at_ms: int) -> int:
     return round(float(stamps[-1]) * 1000) % TILE_MS
 
 
+# Figures of periods that ended over SETTLED_MS ago, by (Prometheus, start, end, tile offset): a past day or month
+# does not change, so a refresh every 15 s asks Prometheus only for today and this month. Kept KEEP_SECONDS, so
+# tiles backfilled later show within minutes.
+SETTLED_MS = 2 * TILE_MS
+KEEP_SECONDS = 600.0
+_MAX_KEPT = 4096
+_settled: dict[tuple, tuple[float, Figure]] = {}
+
+
 def figures(prometheus: Prometheus, calendar: Calendar) -> dict[str, Figure]:
     """One Figure per span of `calendar` (keyed by span label, and `today`), from one query."""
     offset = tile_offset(prometheus, calendar.now_ms)
     spans = {"today": calendar.today, "month_before_today": calendar.month_before_today,
              **{span.label: span for span in calendar.days + calendar.months}}
-    keys, exprs, expected = {}, [], {}
+    result = {name: Figure() for name in spans}
+    now = time.monotonic()
+    keys, exprs, expected, asked = {}, [], {}, []
     for name, span in spans.items():
+        settled = (prometheus.url, span.start_ms, span.end_ms, offset)
+        kept = _settled.get(settled) if name != "today" else None
+        if kept is not None and kept[0] > now:
+            result[name].add(kept[1])
+            continue
         if name == "today":  # read raw: it changes every minute, and at most 25 hours of samples are cheap
             cut: list[Raw | Tiles] = [Raw(span.start_ms, span.end_ms)] if span.end_ms > span.start_ms else []
         else:
             cut = pieces(span, offset)
+            if span.end_ms <= calendar.now_ms - SETTLED_MS:
+                asked.append((name, settled))
         for piece in cut:
             key = f"p{len(keys)}"
             keys[key] = name
             exprs += _piece_exprs(key, piece)
             if isinstance(piece, Tiles):
                 expected[key] = piece.expected
-    result = {name: Figure() for name in spans}
-    if not exprs:
-        return result
-    data = prometheus.vector(" or ".join(exprs), calendar.now_ms / 1000)
+    if exprs:
+        _add_answer(prometheus, prometheus.vector(" or ".join(exprs), calendar.now_ms / 1000), keys, expected, result)
+    if len(_settled) > _MAX_KEPT:
+        _settled.clear()
+    for name, settled in asked:
+        _settled[settled] = (now + KEEP_SECONDS, result[name])
+    return result
+
+
+def _add_answer(prometheus: Prometheus, data, keys: dict, expected: dict, result: dict[str, Figure]) -> None:
+    """Add each piece's amounts and tile count to the figure of the span it belongs to."""
     counted = {}
     for sample in data:
         key = sample.labels.get("piece")
@@ -149,7 +175,6 @@ def figures(prometheus: Prometheus, calendar: Calendar) -> dict[str, Figure]:
             figure.by_category[category] = figure.by_category.get(category, 0.0) + sample.value
     for key, count in expected.items():
         result[keys[key]].hours_missing += max(0, count - counted.get(key, 0))
-    return result
 
 
 def savings_json(prometheus: Prometheus, calendar: Calendar, zone: ZoneInfo) -> dict:

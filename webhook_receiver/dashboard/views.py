@@ -111,7 +111,7 @@ def api_realtime():
     check_known(request.args, ())
     sources, prometheus = _sources(), _prometheus()
     late = sources.late("prometheus", prometheus.url)
-    reads = {"states": (lambda: prometheus.vector(fleet.state_query(sources.config.dashboard_vanish_window)), late),
+    reads = {"states": (lambda: prometheus.vector(fleet.state_query()), late),
              "disks": (lambda: prometheus.vector(fleet.DISKS), late),
              "cost_by_provider": (lambda: prometheus.vector(fleet.COST_BY_PROVIDER), late),
              **{field: (lambda expr=expr: prometheus.vector(expr), late) for field, expr in fleet.READINGS.items()},
