@@ -6,6 +6,8 @@ import difflib
 import sys
 from pathlib import Path
 
+from . import explain
+from .backtest import command as backtest_command
 from .crosscheck import crosscheck
 from .loader import SpecError
 from .model import Spec
@@ -135,6 +137,11 @@ def cmd_check(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_explain(args) -> int:
+    """Say when and where an alert pages: its routes, receivers, channels, group key, timings and inhibitions."""
+    return explain.run(args, DEFAULT_OUT)
+
+
 def _differences(out: Path, rendered: dict[str, dict[str, str]]) -> list[str]:
     lines = []
     want = {f"{env}/{rel}": text for env, files in rendered.items() for rel, text in files.items()}
@@ -164,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         if name != "check":
             p.add_argument("--env", action="append", help="an environment to render (repeatable; default: all)")
             p.add_argument("--overlay", type=Path, help="one more overlay, applied last, in the environment format")
+    backtest_command.add_parser(sub, DEFAULT_OUT)
+    p = sub.add_parser("explain", help=cmd_explain.__doc__, description=explain.DESCRIPTION)
+    p.set_defaults(func=cmd_explain)
+    explain.add_arguments(p)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from . import explain
+from .amroute import Matcher, RoutingError, load_routing
 from .model import Spec
 from .routing import contract_severities, promised_channels
 
@@ -47,7 +49,7 @@ def check_env(env_dir: Path, spec: Spec) -> list[Step]:
              _run(f"{env}: promtool test rules ({len(tests)} files)", ["promtool", "test", "rules", *tests], prom)]
     am = env_dir / "alertmanager" / "alertmanager.yml"
     steps.append(_run(f"{env}: amtool check-config alertmanager.yml", ["amtool", "check-config", str(am)]))
-    return steps + route_tests(am, spec)
+    return steps + route_tests(am, spec) + explain_tests(env_dir, spec)
 
 
 def _receivers(am: Path, spec: Spec) -> dict[str, tuple[str, ...]]:
@@ -105,12 +107,45 @@ def _route_test(env: str, am: Path, receivers: dict[str, tuple[str, ...]], what:
                         *[f"{k}={v}" for k, v in sorted(labels.items())]])
     if not step.ok:
         return step
-    # amtool prints the receivers comma-separated, and a warning about --config.file on stderr.
-    lines = [line for line in step.output.splitlines() if line.strip() and not line.startswith("Warning:")]
-    names = [name.strip() for name in lines[0].split(",")] if lines else []
+    names = amtool_receivers(step.output)
     reached = tuple(sorted({ch for name in names for ch in receivers.get(name, ())}))
     if channels and reached == tuple(sorted(channels)):
         return step
     return Step(title, False, f"amtool routes it to {', '.join(names) or 'no receiver'}, which post to "
                               f"{', '.join(reached) or 'no channel'}; rules_src/contract.yaml promises "
                               f"{', '.join(sorted(channels)) or 'nothing'}")
+
+
+def amtool_receivers(output: str) -> list[str]:
+    """The receivers `amtool config routes test` printed, in its order (one per route taken)."""
+    # amtool prints the receivers comma-separated, and a warning about --config.file on stderr.
+    lines = [line for line in output.splitlines() if line.strip() and not line.startswith("Warning:")]
+    return [name.strip() for name in lines[0].split(",")] if lines else []
+
+
+def explain_tests(env_dir: Path, spec: Spec) -> list[Step]:
+    """For every alert and severity, amtool routes the labels `dumont-rules explain` uses to exactly the receivers
+    explain computes: rules_src/amroute.py walks the tree as Alertmanager 0.25 does."""
+    am = env_dir / "alertmanager" / "alertmanager.yml"
+    try:
+        routing = load_routing(am, env_dir / "receiver" / "channels.yml")
+    except RoutingError as exc:
+        return [Step(f"{spec.env}: dumont-rules explain reads the rendered routing", False, str(exc))]
+    external = explain.external_labels(env_dir, spec)
+    steps = []
+    for alert in spec.alerts:
+        for severity in alert.severities:
+            labels, _ = explain.alert_labels(alert, severity, {}, external)
+            computed = [route.receiver for route in routing.root.match(labels)]
+            what = alert.name if len(alert.severities) == 1 else f"{alert.name} ({severity})"
+            title = f"{spec.env}: explain {what} routes as amtool does -> {', '.join(computed)}"
+            # Quoted as matchers, so that a placeholder such as <machine_id> reaches amtool as it is.
+            step = _run(title, ["amtool", "config", "routes", "test", f"--config.file={am}",
+                                *[str(Matcher(k, "=", v)) for k, v in sorted(labels.items())]])
+            said = amtool_receivers(step.output)
+            if step.ok and said != computed:
+                step = Step(title, False, f"amtool routes it to {', '.join(said) or 'nothing'}; dumont-rules explain "
+                                          f"computes {', '.join(computed)} (rules_src/amroute.py walks the route tree "
+                                          f"otherwise than Alertmanager 0.25)")
+            steps.append(step)
+    return steps

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rules_src.amroute import load_routing, parse_matchers
 from webhook_receiver.drill import ALERTNAME, DRILL_LABEL
-from webhook_receiver.drill.routing import load_routing, parse_matchers
 
 REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = sorted(p.name for p in (REPO / "generated").iterdir() if (p / "alertmanager").is_dir())

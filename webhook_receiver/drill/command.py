@@ -9,11 +9,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rules_src.amroute import Routing, RoutingError, alertmanager_urls, generated_dir_of, load_routing
 from webhook_receiver.config import Config, ConfigError, load_config, parse_duration, read_secret
 from webhook_receiver.drill import ALERTNAME, DRILL_LABEL
 from webhook_receiver.drill.apis import Alertmanager, History
 from webhook_receiver.drill.follow import Broken, SeverityDrill, Timing
-from webhook_receiver.drill.routing import Routing, RoutingError, alertmanager_urls, generated_dir_of, load_routing
 
 # Past group_wait + group_interval, what a hop may still need: Alertmanager's webhook retry, a relay pass and
 # a channel's send (the receiver's channels time out after 10 s by default).

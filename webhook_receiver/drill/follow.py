@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from rules_src.amroute import Channel, Promise
 from webhook_receiver.drill import ALERTNAME, DRILL_LABEL
 from webhook_receiver.drill.apis import Alertmanager, ApiProblem, History, Unauthorized
-from webhook_receiver.drill.routing import Channel, Promise
 from webhook_receiver.fingerprint import label_fingerprint
 
 POLL = 0.25  # seconds between two reads of Alertmanager or the history

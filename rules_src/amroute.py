@@ -1,10 +1,13 @@
-"""What the routing promises a drill alert of each severity, read from the files that are deployed.
+"""Alertmanager 0.25's routing, read from the files that are deployed: where an alert goes, in which group, how
+often, and what inhibits it.
 
 Alertmanager runs the rendered `alertmanager/alertmanager.yml` and the receiver the `receiver/channels.yml` beside
-it (`generated/<env>/`, or `make up`'s `run/config/<env>/`), so the promise comes from them rather than from
+it (`generated/<env>/`, or `make up`'s `run/config/<env>/`), so what is promised comes from them rather than from
 rules_src's model: an overlay (ports, hosts, the stand-ins) is already in them. The route tree is walked as
-Alertmanager 0.25 walks it (dispatch/route.go: first matching child unless `continue`, inherited receiver and
-timings) and its matchers parsed as it parses them (pkg/labels/parse.go).
+Alertmanager 0.25 walks it (dispatch/route.go: first matching child unless `continue`, inherited receiver,
+group_by and timings), its matchers parsed as it parses them (pkg/labels/parse.go), its route and group keys
+written as it writes them (Route.Key, aggrGroup.GroupKey) and its inhibit rules read as inhibit/inhibit.go reads
+them. `dumont-rules explain` and the fire drill (`dumont-receiver drill`) both read the routing through here.
 """
 from __future__ import annotations
 
@@ -15,17 +18,37 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from webhook_receiver.config import parse_duration
+from exporter.durations import parse_duration as _prometheus_duration
 
-# Alertmanager's defaults for a route that sets none (config/config.go).
+# Alertmanager's defaults for a route that sets none (dispatch/route.go DefaultRouteOpts).
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+GROUP_BY_ALL = "..."  # group_by: ['...'] groups by every label of the alert
+# Matchers sort by name, value, then type, in MatchType's order (pkg/labels/matcher.go).
+_OP_ORDER = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
+# How Go's %q writes a label value in a group key (strconv.Quote), and openMetricsEscape a matcher's value.
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+               '"': '\\"', "\\": "\\\\"}
+_OPENMETRICS_ESCAPES = {"\\": "\\\\", "\n": "\\n", '"': '\\"'}
 _MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*((?s:.*?))\s*$")
 _WEBHOOK_PATH = re.compile(r"/webhook/([^/]+)$")
 
 
 class RoutingError(ValueError):
-    """A routing or channels file the drill cannot read; the message names the file and the field."""
+    """A routing or channels file that cannot be read; the message names the file and the field."""
+
+
+def parse_duration(value) -> float:
+    """Seconds in a duration of alertmanager.yml (`30s`, `1h30m`) or a plain number; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    seconds = _prometheus_duration(str(value).strip())
+    if seconds is None:
+        raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -44,7 +67,30 @@ class Matcher:
         return (re.fullmatch(self.value, have) is not None) == (self.op == "=~")
 
     def __str__(self) -> str:
-        return f'{self.name}{self.op}"{self.value}"'
+        return f'{self.name}{self.op}"{"".join(_OPENMETRICS_ESCAPES.get(c, c) for c in self.value)}"'
+
+
+def matchers_key(matchers) -> str:
+    """Matchers as Alertmanager's Matchers.String() writes them in a route key: sorted, `{a="b",c=~"d"}`."""
+    ordered = sorted(matchers, key=lambda m: (m.name, m.value, _OP_ORDER[m.op]))
+    return "{" + ",".join(str(m) for m in ordered) + "}"
+
+
+def go_quote(value: str) -> str:
+    """`value` quoted as Go's %q quotes it (strconv.Quote): how a group key writes a label's value."""
+    out = []
+    for char in value:
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():  # Python's printable set is Go's unicode.IsPrint: letters to symbols, and space
+            out.append(char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def parse_matchers(text: str) -> list[Matcher]:
@@ -96,6 +142,13 @@ def _matcher(text: str) -> Matcher:
     return _regex(name, "".join(value), op) if op in ("=~", "!~") else Matcher(name, op, "".join(value))
 
 
+def _legacy_regex(name: str, value: str) -> Matcher:
+    """A `match_re` entry: Alertmanager keeps its value anchored, as config.Regexp compiled it, so route keys show
+    `env=~"^(?:prod|dev)$"` where `matchers` would show `env=~"prod|dev"`."""
+    _regex(name, value)
+    return Matcher(name, "=~", f"^(?:{value})$")
+
+
 def _regex(name: str, value: str, op: str = "=~") -> Matcher:
     try:
         re.compile(value)
@@ -115,18 +168,30 @@ class Route:
     group_interval: float
     cont: bool
     children: tuple["Route", ...] = ()
+    group_by: tuple[str, ...] = ()          # ("...",): every label of the alert
+    repeat_interval: float = DEFAULT_REPEAT_INTERVAL
+    key: str = "{}"                         # Alertmanager's Route.Key(): the parent's key, "/", its matchers
 
     def match(self, labels: dict[str, str]) -> list["Route"]:
         """The routes an alert with `labels` takes from this node (Alertmanager's Route.Match)."""
+        return [path[-1] for path in self.match_paths(labels)]
+
+    def match_paths(self, labels: dict[str, str]) -> list[tuple["Route", ...]]:
+        """Each route `match` returns, with the nodes from this one down to it."""
         if not all(m.matches(labels) for m in self.matchers):
             return []
-        taken: list[Route] = []
+        taken: list[tuple[Route, ...]] = []
         for child in self.children:
-            found = child.match(labels)
-            taken += found
+            found = child.match_paths(labels)
+            taken += [(self, *path) for path in found]
             if found and not child.cont:
                 break
-        return taken or [self]
+        return taken or [(self,)]
+
+    @property
+    def groups_all(self) -> bool:
+        """Whether it groups by every label (`group_by: ['...']`)."""
+        return GROUP_BY_ALL in self.group_by
 
     def walk(self):
         """This node and every node under it, depth first."""
@@ -139,6 +204,42 @@ class Route:
         return ", ".join(str(m) for m in self.matchers) or self.where
 
 
+def group_key(route: Route, labels: dict[str, str]) -> str:
+    """Alertmanager's aggregation group key of an alert with `labels` on `route` (aggrGroup.GroupKey()):
+    the route's key, ":", and the alert's group_by labels as model.LabelSet.String() writes them."""
+    pairs = sorted(f"{name}={go_quote(value)}" for name, value in labels.items()
+                   if route.groups_all or name in route.group_by)
+    return f"{route.key}:{{{', '.join(pairs)}}}"
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """One of `inhibit_rules`: a firing alert matching `source` mutes an alert matching `target` when the two
+    agree on every `equal` label (inhibit/inhibit.go)."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+    where: str = ""             # e.g. inhibit_rules[0], for messages
+
+    def targets(self, labels: dict[str, str]) -> bool:
+        """Whether an alert with `labels` is on its target side."""
+        return all(m.matches(labels) for m in self.target)
+
+    def sources(self, labels: dict[str, str]) -> bool:
+        """Whether an alert with `labels` is on its source side."""
+        return all(m.matches(labels) for m in self.source)
+
+    def mutes(self, target: dict[str, str], source: dict[str, str]) -> bool:
+        """Whether a firing alert with labels `source` mutes one with labels `target` (Inhibitor.Mutes)."""
+        if not (self.targets(target) and self.sources(source)):
+            return False
+        if any(source.get(name, "") != target.get(name, "") for name in self.equal):
+            return False
+        # An alert on both sides is muted only by sources that are not targets themselves (hasEqual).
+        return not (self.sources(target) and self.targets(source))
+
+
 @dataclass(frozen=True)
 class Channel:
     """A channel of the receiver an Alertmanager webhook posts to (`/webhook/<name>`)."""
@@ -146,6 +247,7 @@ class Channel:
     name: str
     kind: str | None            # slack, email, heartbeat; None: not in the receiver's channels file
     send_resolved: bool
+    thread: bool = False        # a Slack channel with a bot token: the receiver replies in the alert's thread
 
 
 @dataclass(frozen=True)
@@ -175,6 +277,8 @@ class Routing:
     integrations: dict[str, list[tuple[str, dict]]]    # receiver name -> (kind, its config) per integration
     channel_kinds: dict[str, str | None]
     receiver_urls: list[str] = field(default_factory=list)  # base URLs the webhooks post to
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    channel_specs: dict[str, dict] = field(default_factory=dict)  # channel name -> its fields in channels.yml
 
     def severities(self) -> list[str]:
         """Every severity a route matches by name (`severity="critical"`, `match: {severity: ...}`), in order."""
@@ -189,26 +293,33 @@ class Routing:
         around: list[str] = []
         for receiver in receivers:
             for kind, config in self.integrations.get(receiver, []):
-                channel = self._channel(kind, config)
+                channel = self.channel_of(kind, config)
                 if channel is None:
                     around.append(f"{kind} of Alertmanager receiver {receiver}")
                 elif channel.name in channels:  # the same channel on a second receiver (the HA pair)
                     previous = channels[channel.name]
                     channels[channel.name] = Channel(channel.name, channel.kind,
-                                                     previous.send_resolved or channel.send_resolved)
+                                                     previous.send_resolved or channel.send_resolved, channel.thread)
                 else:
                     channels[channel.name] = channel
         return Promise(tuple(routes), receivers, tuple(channels.values()), tuple(dict.fromkeys(around)),
                        max(route.group_wait for route in routes), max(route.group_interval for route in routes))
 
-    def _channel(self, kind: str, config: dict) -> Channel | None:
+    def inhibitors(self, labels: dict[str, str]) -> list[InhibitRule]:
+        """The inhibit rules whose target side an alert with `labels` is on: what may mute it."""
+        return [rule for rule in self.inhibit_rules if rule.targets(labels)]
+
+    def channel_of(self, kind: str, config: dict) -> Channel | None:
+        """The receiver's channel an integration of kind `kind` posts to; None for Alertmanager's own ones."""
         if kind != "webhook":
             return None
         found = _WEBHOOK_PATH.search(urlsplit(str(config.get("url", ""))).path)
         if found is None:
             return None
         name = found.group(1)
-        return Channel(name, self.channel_kinds.get(name), bool(config.get("send_resolved", True)))
+        spec = self.channel_specs.get(name) or {}
+        thread = self.channel_kinds.get(name) == "slack" and any(key.startswith("bot_token") for key in spec)
+        return Channel(name, self.channel_kinds.get(name), bool(config.get("send_resolved", True)), thread)
 
     def around_routes(self) -> list[tuple[Route, list[str]]]:
         """Routes whose receiver reaches only Alertmanager's own integrations (the `direct` route), with them."""
@@ -217,7 +328,7 @@ class Routing:
             if route is self.root:
                 continue
             integrations = self.integrations.get(route.receiver, [])
-            if integrations and all(self._channel(kind, config) is None for kind, config in integrations):
+            if integrations and all(self.channel_of(kind, config) is None for kind, config in integrations):
                 out.append((route, list(dict.fromkeys(kind for kind, _ in integrations))))
         return out
 
@@ -249,28 +360,68 @@ def load_routing(alertmanager_file: str | Path, channels_file: str | Path) -> Ro
     for route in root.walk():
         if route.receiver not in integrations:
             raise RoutingError(f"{am_path}: {route.where}: receiver {route.receiver!r} is not defined")
-    return Routing(am_path, channels_path, root, integrations, kinds, list(dict.fromkeys(urls)))
+    rules = tuple(_inhibit_rule(rule, f"inhibit_rules[{i}]", am_path)
+                  for i, rule in enumerate(config.get("inhibit_rules") or []))
+    specs = {str(name): dict(spec) for name, spec in channels.items() if isinstance(spec, dict)}
+    return Routing(am_path, channels_path, root, integrations, kinds, list(dict.fromkeys(urls)), rules, specs)
+
+
+def _matchers(spec: dict, prefix: str) -> list[Matcher]:
+    """The legacy `<prefix>match` and `<prefix>match_re` maps, then `<prefix>matchers`, in Alertmanager's order."""
+    matchers = [Matcher(str(k), "=", str(v)) for k, v in (spec.get(f"{prefix}match") or {}).items()]
+    matchers += [_legacy_regex(str(k), str(v)) for k, v in (spec.get(f"{prefix}match_re") or {}).items()]
+    return matchers + [m for text in spec.get(f"{prefix}matchers") or [] for m in parse_matchers(str(text))]
+
+
+def _inhibit_rule(spec, where: str, path: Path) -> InhibitRule:
+    if not isinstance(spec, dict):
+        raise RoutingError(f"{path}: {where}: expected a mapping")
+    try:
+        return InhibitRule(tuple(_matchers(spec, "source_")), tuple(_matchers(spec, "target_")),
+                           tuple(str(name) for name in spec.get("equal") or []), where)
+    except ValueError as exc:
+        raise RoutingError(f"{path}: {where}: {exc}") from None
 
 
 def _route(spec: dict, where: str, parent: Route | None, path: Path) -> Route:
     try:
         matchers = [m for text in spec.get("matchers") or [] for m in parse_matchers(str(text))]
         matchers += [Matcher(str(k), "=", str(v)) for k, v in (spec.get("match") or {}).items()]
-        matchers += [_regex(str(k), str(v)) for k, v in (spec.get("match_re") or {}).items()]
-        wait = spec.get("group_wait")
-        interval = spec.get("group_interval")
-        group_wait = parse_duration(wait) if wait is not None else (parent.group_wait if parent else DEFAULT_GROUP_WAIT)
-        group_interval = parse_duration(interval) if interval is not None else (
-            parent.group_interval if parent else DEFAULT_GROUP_INTERVAL)
+        matchers += [_legacy_regex(str(k), str(v)) for k, v in (spec.get("match_re") or {}).items()]
+        group_wait = _inherited(spec, "group_wait", parent, DEFAULT_GROUP_WAIT)
+        group_interval = _inherited(spec, "group_interval", parent, DEFAULT_GROUP_INTERVAL)
+        repeat_interval = _inherited(spec, "repeat_interval", parent, DEFAULT_REPEAT_INTERVAL)
+        group_by = _group_by(spec.get("group_by"), parent)
     except ValueError as exc:
         raise RoutingError(f"{path}: {where}: {exc}") from None
     receiver = spec.get("receiver") or (parent.receiver if parent else None)
     if receiver is None:
         raise RoutingError(f"{path}: {where}: receiver: missing")
-    node = Route(where, tuple(matchers), str(receiver), group_wait, group_interval, bool(spec.get("continue")))
+    key = (f"{parent.key}/" if parent else "") + matchers_key(matchers)
+    node = Route(where, tuple(matchers), str(receiver), group_wait, group_interval, bool(spec.get("continue")),
+                 (), group_by, repeat_interval, key)
     children = tuple(_route(child, f"{where}.routes[{i}]", node, path)
                      for i, child in enumerate(spec.get("routes") or []))
-    return Route(node.where, node.matchers, node.receiver, group_wait, group_interval, node.cont, children)
+    return Route(node.where, node.matchers, node.receiver, group_wait, group_interval, node.cont, children,
+                 group_by, repeat_interval, key)
+
+
+def _inherited(spec: dict, name: str, parent: Route | None, default: float) -> float:
+    value = spec.get(name)
+    if value is not None:
+        return parse_duration(value)
+    return getattr(parent, name) if parent else default
+
+
+def _group_by(value, parent: Route | None) -> tuple[str, ...]:
+    if value is None:
+        return parent.group_by if parent else ()
+    if not isinstance(value, list):
+        raise ValueError("group_by: expected a list of label names")
+    names = tuple(str(name) for name in value)
+    if GROUP_BY_ALL in names and len(names) > 1:
+        raise ValueError("group_by: cannot have wildcard group_by (`...`) and other labels at the same time")
+    return names
 
 
 def _yaml(path: Path) -> dict:
