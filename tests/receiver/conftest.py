@@ -142,6 +142,22 @@ def app(config_values):
 
 
 @pytest.fixture
+def receiver_client(config_values):
+    """make(**keys): a test client of a receiver built from config_values plus `keys`; each is closed at the end."""
+    apps = []
+
+    def make(**extra):
+        app = create_app({**config_values, **extra})
+        app.extensions["dumont.store"].migrate()
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["dumont.store"].close()
+
+
+@pytest.fixture
 def store(app):
     return app.extensions["dumont.store"]
 

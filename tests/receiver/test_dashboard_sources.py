@@ -68,21 +68,9 @@ def stand_ins():
 
 
 @pytest.fixture
-def dashboard_client(config_values):
-    """A receiver app built from config_values plus `extra` keys, and its test client."""
-    from webhook_receiver import create_app
-
-    apps = []
-
-    def make(**extra):
-        app = create_app({**config_values, "dashboard_timeout": "500ms", **extra})
-        app.extensions["dumont.store"].migrate()
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        app.extensions["dumont.store"].close()
+def dashboard_client(receiver_client):
+    """make(**keys): a test client of a receiver whose dashboard reads give up after half a second."""
+    return lambda **extra: receiver_client(**{"dashboard_timeout": "500ms", **extra})
 
 
 def _timed_get(client, path):

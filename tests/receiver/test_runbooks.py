@@ -32,18 +32,9 @@ def runbooks_dir(tmp_path):
 
 
 @pytest.fixture
-def make_client(config_values, runbooks_dir):
+def make_client(receiver_client, runbooks_dir):
     """A test client of a receiver with the runbooks and the extra receiver.yml keys given."""
-    apps = []
-
-    def make(**extra):
-        app = create_app({**config_values, "runbooks_dir": str(runbooks_dir), **extra})
-        app.extensions["dumont.store"].migrate()
-        apps.append(app)
-        return app.test_client()
-    yield make
-    for app in apps:
-        app.extensions["dumont.store"].close()
+    return lambda **extra: receiver_client(runbooks_dir=str(runbooks_dir), **extra)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,29 @@ def tools() -> None:
     """promtool and amtool must be installed: a test that needs them fails, never skips, without them."""
     for name in ("promtool", "amtool"):
         assert binary(name), f"{name} is not installed (run `make setup`)"
+
+
+class _Sink(BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def sink():
+    """An HTTP server on loopback that keeps every body posted to it: (its URL, the bodies as bytes)."""
+    handler = type("Sink", (_Sink,), {"bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", handler.bodies
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,10 +3,8 @@ Alertmanager 0.25 posting alerts with every label at the exporter's longest."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -44,32 +42,6 @@ def test_a_max_alerts_too_large_for_the_limit_is_refused(tmp_path):
     assert error.endswith("bytes in prod, over max_body_bytes (300000): at most 83 fit")
 
 
-class _Sink(BaseHTTPRequestHandler):
-    bodies: list[bytes] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def sink():
-    """An HTTP server on loopback that keeps every body posted to it."""
-    handler = type("Sink", (_Sink,), {"bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server, handler.bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -79,12 +51,12 @@ def test_a_real_alertmanager_post_of_the_largest_alerts_stays_within_the_bound(s
     count = spec.routing["max_alerts"]
     largest = max((sizing.worst_alert(spec, a) for a in spec.alerts), key=sizing.go_json)
     varied = next(name for name, value in largest["labels"].items() if value == sizing.LONGEST)
-    server, bodies = sink
+    url, bodies = sink
     am = Alertmanager({
         "route": {"receiver": "sink", "group_by": ["alertname"], "group_wait": "1s", "group_interval": "1h",
                   "repeat_interval": "4h"},
         "receivers": [{"name": "sink", "webhook_configs": [{
-            "url": f"http://127.0.0.1:{server.server_port}/", "max_alerts": count}]}],
+            "url": url, "max_alerts": count}]}],
     }, tmp_path / "alertmanager")
     now = datetime.now(timezone.utc)
     # Ten more than max_alerts: Alertmanager cuts those, as it would from a larger group.
