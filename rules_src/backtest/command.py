@@ -116,16 +116,12 @@ def backtest(args, default_generated: Path) -> tuple[list[list[Outcome]], dict]:
 
 def _records_without_history(prometheus: Prometheus, spec: Spec, records: dict[str, str], start: float) -> dict:
     """The recording rules with no sample at the range's start, by name: those the replay inlines."""
-    read = {name for a in spec.alerts for rule in _rule_exprs(a) for name in promql.names_read(rule)[1]}
+    read = {name for a in spec.alerts for rule in alert_rules(a) for name in promql.names_read(rule["expr"])[1]}
     missing = {}
     for name in sorted(read & set(records)):
         if not prometheus.instant(f"count({name})", start, f"recording rule {name}"):
             missing[name] = records[name]
     return missing
-
-
-def _rule_exprs(alert) -> list[str]:
-    return [rule["expr"] for rule in alert_rules(alert)]
 
 
 def _replay_variant(prometheus: Prometheus, variant: Variant, grid: Grid, missing: dict[str, str]) -> Outcome:

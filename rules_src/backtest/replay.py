@@ -66,6 +66,7 @@ def replay(rules: tuple[Rule, ...], present: list[dict[tuple, list[int]]], grid:
     """
     episodes: list[Interval] = []
     firing: dict[str, dict[tuple, list[tuple[int, int]]]] = {}  # severity -> yields key -> firing index spans
+    on = next((r.yields_on for r in rules if r.yields_on), ())   # the labels a lower tier matches them on
     for rule, series in zip(rules, present):
         for key, indexes in series.items():
             labels = dict(key)
@@ -74,15 +75,9 @@ def replay(rules: tuple[Rule, ...], present: list[dict[tuple, list[int]]], grid:
             for start, end in series_intervals(indexes, rule, grid):
                 full = tuple(sorted({**labels, **dict(rule.labels), "alertname": rule.alert}.items()))
                 episodes.append(Interval(full, grid.at(start), None if end is None else grid.at(end)))
-                spans = firing.setdefault(rule.severity, {}).setdefault(_yield_key(rule, labels, all_rules=rules), [])
+                spans = firing.setdefault(rule.severity, {}).setdefault(tuple(labels.get(n, "") for n in on), [])
                 spans.append((start, grid.count if end is None else end))
     return episodes
-
-
-def _yield_key(rule: Rule, labels: dict[str, str], all_rules: tuple[Rule, ...]) -> tuple:
-    """The labels a lower tier matches this series' firing on (those of the first rule that yields)."""
-    on = next((r.yields_on for r in all_rules if r.yields_on), ())
-    return tuple(labels.get(name, "") for name in on)
 
 
 def _yielded(indexes: list[int], rule: Rule, labels: dict[str, str], firing, grid: Grid) -> list[int]:

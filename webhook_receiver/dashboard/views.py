@@ -78,10 +78,14 @@ def _source_failed(exc: SourceError):
     return _error(503, str(exc), service=exc.service, url=exc.url)
 
 
+def _unset() -> SourceError:
+    return SourceError("prometheus", "(none)", "prometheus_url is not set in the receiver's config")
+
+
 def _prometheus() -> Prometheus:
     prometheus = _sources().prometheus
     if prometheus is None:
-        raise SourceError("prometheus", "(none)", "prometheus_url is not set in the receiver's config")
+        raise _unset()
     return prometheus
 
 
@@ -92,10 +96,9 @@ def _stamp(at: float) -> str:
 @bp.get("/api/dashboard/savings")
 def api_savings():
     """Savings today, this month and this year, per category and in total, with daily and monthly series."""
-    config = _sources().config
-    params = savings_params(request.args, time.time(), config.dashboard_timezone)
-    prometheus = _prometheus()
     sources = _sources()
+    params = savings_params(request.args, time.time(), sources.config.dashboard_timezone)
+    prometheus = _prometheus()
     done = sources.gatherer.gather(
         {"savings": (lambda: savings_json(prometheus, calendar_at(params.at, params.zone), params.zone),
                      sources.late("prometheus", prometheus.url))}, sources.timeout)["savings"]
@@ -141,17 +144,15 @@ def api_health():
     now = time.time()
     got = sources.gatherer.gather(reads, sources.timeout)
     view, missing = _cluster(got, now)
-    components = got.get("components")
-    if prometheus is None:
-        components = SourceError("prometheus", "(none)", "prometheus_url is not set in the receiver's config")
+    components = got["components"] if prometheus is not None else _unset()
     if isinstance(components, SourceError):
         missing.insert(0, components.as_json())
         components = None
     else:
         components = sorted(({"component": s.labels.get("component", ""), "health": s.value} for s in components),
                             key=lambda c: c["component"])
-    peers = [{"url": url, "up": not _peer_error(got[f"alertmanager {url}"]), "error": _peer_error(got[f"alertmanager {url}"])}
-             for url in sources.config.alertmanager_urls]
+    errors = {url: _peer_error(got[f"alertmanager {url}"]) for url in sources.config.alertmanager_urls}
+    peers = [{"url": url, "up": error is None, "error": error} for url, error in errors.items()]
     return jsonify(
         time=_stamp(now),
         services={"prometheus": {"url": prometheus.url if prometheus else None, "up": components is not None,
