@@ -361,7 +361,9 @@ def main() -> int:
             wait_for(lambda: count(prometheus, "dumont_machine_uptime_seconds > 0") >= expected_up
                      and count(prometheus, fleet.READINGS["sync_p95_seconds"]) >= expected_up
                      and count(prometheus, fleet.READINGS["memory_ratio"]) >= args.machines - share
-                     and count(prometheus, fleet.DISKS) >= 2 * (args.machines - share), 180,
+                     and count(prometheus, fleet.DISKS) >= 2 * (args.machines - share)
+                     # MachineVanished names the vanished machines from its second evaluation on
+                     and count(prometheus, 'ALERTS{alertname="MachineVanished"}') >= share, 180,
                      "the fleet scraped and its rules evaluated")
             series = count(prometheus, f"last_over_time(dumont_machine_uptime_seconds[{vanish_window}])")
             print(f"stack ready after {time.monotonic() - started:.0f} s; uptime series over the vanish window:"
