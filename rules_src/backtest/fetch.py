@@ -104,8 +104,11 @@ class Prometheus:
         except json.JSONDecodeError:
             raise BacktestError(f"{what}: Prometheus at {self.url} answered HTTP {response.status_code}, not JSON"
                                 f" (is it Prometheus?)") from None
+        error = str(body.get("error", ""))
+        # Too long a chunk for the step, or for --query.max-samples (50M by default: the output matrix counts, so
+        # a 10,000-point chunk over a few thousand series is refused): ask again with half as many points.
         if response.status_code == 503 or body.get("errorType") == "timeout" or \
-                "exceeded maximum resolution" in str(body.get("error", "")):
+                "exceeded maximum resolution" in error or "too many samples" in error:
             raise _Retry()
         if body.get("status") != "success":
             raise BacktestError(f"{what}: Prometheus rejected {params.get('query')!r}: {body.get('error')}")
@@ -113,7 +116,8 @@ class Prometheus:
 
 
 class _Retry(Exception):
-    """Prometheus timed out or found the chunk too long: ask again with half as many points."""
+    """Prometheus timed out, or found the chunk too long or holding too many samples: ask again with half as many
+    points."""
 
 
 def stderr_progress(text: str) -> None:
