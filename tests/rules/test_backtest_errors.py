@@ -171,3 +171,31 @@ def test_range_without_data(bare_prometheus):
     assert message.startswith("no data between") and bare_prometheus in message, message
     message = backtest(bare_prometheus, "--range", "1h", "--alert", "DiskAlmostFull")
     assert message.startswith("no data between") and "none of 1 alert(s)" in message, message
+
+
+def test_chunk_with_too_many_samples_is_halved():
+    """Prometheus refuses a chunk over --query.max-samples (HTTP 422, "too many samples"): the backtest asks again
+    in halves until it is accepted, and no evaluation is lost or counted twice."""
+    from rules_src.backtest.fetch import CHUNK_POINTS, Grid, Prometheus
+
+    accepted_points = CHUNK_POINTS // 4
+    grid = Grid(start=1_700_000_000, end=1_700_000_000 + 15 * (3 * CHUNK_POINTS - 1), step=15)
+
+    def answer(request: str):
+        form = dict(part.split("=", 1) for part in request.split("&"))
+        start, end, step = float(form["start"]), float(form["end"]), float(form["step"])
+        points = int(round((end - start) / step)) + 1
+        if points > accepted_points:
+            return 422, {"status": "error", "errorType": "execution",
+                         "error": "query processing would load too many samples into memory in query execution"}
+        values = [[start + n * step, "1"] for n in range(points)]
+        return 200, {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"machine_id": "gpu-1"}, "values": values}]}}
+
+    stand_in = StandIn(answer)
+    try:
+        found = Prometheus(stand_in.url).series_over("dumont_cost_hourly_usd > 1", grid, "HighCostAnomaly (current)")
+    finally:
+        stand_in.close()
+    assert found == {(("machine_id", "gpu-1"),): list(range(grid.count))}
+    assert len(stand_in.requests) == 2 + grid.count // accepted_points  # 10,000 and 5,000 refused, then 12 chunks
