@@ -147,6 +147,15 @@ def _round_up(value: float, step: float) -> float:
     return math.ceil(value / step - 1e-9) * step if step > 0 else value
 
 
+def repeat_every(repeat: float, interval: float) -> dict:
+    """How often a group that fires unchanged is sent again: at the first flush (every group_interval) once
+    repeat_interval has passed. On an exact multiple that flush races the notification log, whose timestamp is
+    taken after the last send: Alertmanager 0.25 repeats then at repeat_interval or one group_interval later."""
+    best = _round_up(repeat, interval)
+    exact = interval > 0 and abs(repeat / interval - round(repeat / interval)) < 1e-9
+    return {"best": best, "worst": best + interval if exact else best}
+
+
 def timing(spec: Spec, alert: Alert, severity: str, route: Route) -> dict:
     """Seconds from the threshold crossing to the first notification, its repeats and the resolution, on `route`."""
     scrape = spec.scrape_interval
@@ -158,8 +167,7 @@ def timing(spec: Spec, alert: Alert, severity: str, route: Route) -> dict:
     return {
         "first_notification": {"best": for_ + route.group_wait, "worst": pipeline + route.group_wait},
         "joining_group": {"best": for_, "worst": pipeline + route.group_interval},
-        # Alertmanager re-sends only when a group flushes, every group_interval.
-        "repeat_every": _round_up(route.repeat_interval, route.group_interval),
+        "repeat_every": repeat_every(route.repeat_interval, route.group_interval),
         "resolved": {"best": alert.keep_firing_for,
                      "worst": alert.keep_firing_for + scrape + evaluation + route.group_interval},
     }
@@ -319,7 +327,8 @@ def explain_all(inputs: Inputs) -> dict:
                                                    for i in r["integrations"])),
                 "group_wait": max(r["group_wait"] for r in routes),
                 "group_interval": max(r["group_interval"] for r in routes),
-                "repeat_every": max(r["repeat_every"] for r in routes),
+                "repeat_every": {"best": min(r["repeat_every"]["best"] for r in routes),
+                                 "worst": max(r["repeat_every"]["worst"] for r in routes)},
                 "first_notification": {"best": min(r["first_notification"]["best"] for r in routes),
                                        "worst": max(r["first_notification"]["worst"] for r in routes)},
             })
@@ -332,6 +341,11 @@ def explain_all(inputs: Inputs) -> dict:
 
 def _d(seconds: float) -> str:
     return format_duration(seconds)
+
+
+def _span(best_worst: dict, between: str = " to ") -> str:
+    best, worst = best_worst["best"], best_worst["worst"]
+    return _d(best) if best == worst else f"{_d(best)}{between}{_d(worst)}"
 
 
 def _shown(path: str) -> str:
@@ -405,7 +419,7 @@ def _severity_text(explained: dict, one: dict) -> list[str]:
             f"{evaluation} + group_wait {wait}",
             f"joining a group that has notified already: {_d(join['best'])} to {_d(join['worst'])},",
             f"at the group's next flush (group_interval {interval} in place of group_wait)"])
-        section("repeats", [f"every {_d(route['repeat_every'])} while it fires (repeat_interval "
+        section("repeats", [f"every {_span(route['repeat_every'])} while it fires (repeat_interval "
                             f"{_d(route['repeat_interval'])}, at a flush: every {interval})"])
         quiet = [c["name"] for c in route["channels"] if not c["send_resolved"]] + [
             i["kind"] for i in route["integrations"] if not i["send_resolved"]]
@@ -436,13 +450,13 @@ def render_all_text(table: dict) -> str:
     for row in table["alerts"]:
         reached = row["channels"] + [f"am:{i.split(' ')[0]}" for i in row["integrations"]]
         rows.append([row["alert"], row["severity"], ",".join(row["receivers"]), ",".join(reached) or "-",
-                     _d(row["group_wait"]), _d(row["group_interval"]), _d(row["repeat_every"]),
+                     _d(row["group_wait"]), _d(row["group_interval"]), _span(row["repeat_every"], "-"),
                      _d(row["first_notification"]["best"]), _d(row["first_notification"]["worst"])])
     head = [f"{table['env']}: routing read from {_shown(table['alertmanager_file'])} and "
             f"{_shown(table['channels_file'])}",
             "am:KIND: an integration of Alertmanager's own, around the receiver",
-            "REPEAT: repeat_interval rounded up to group_interval; FIRST: from the threshold crossing to the first "
-            "notification of a new group"]
+            "REPEAT: repeat_interval rounded up to group_interval (on an exact multiple, up to one more); FIRST: "
+            "from the threshold crossing to the first notification of a new group"]
     return "\n".join(head + [""] + _table(rows)) + "\n"
 
 

@@ -3,7 +3,10 @@ groups (group_by, group_wait, group_interval), its notification log's dedup and 
 (dispatch/dispatch.go, notify/notify.go DedupStage.needsUpdate, inhibit/inhibit.go, as of 0.25).
 
 Simplified where the effect is small: an inhibited alert is left out of a flush while an inhibiting alert fires
-at that flush; silences are not known to a backtest.
+at that flush; a repeat on an exact multiple of group_interval goes out at the earlier of the two flushes
+Alertmanager may take (explain.repeat_every); an emptied group ends at once, where Alertmanager keeps it until
+its next maintenance (30 s), which moves a re-fire's first message but not how many go out; silences are not
+known to a backtest. tests/e2e/test_backtest_ground_truth.py holds the counts to a real Alertmanager's posts.
 """
 from __future__ import annotations
 
