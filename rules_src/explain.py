@@ -227,14 +227,14 @@ def _inhibitions(inputs: Inputs, rules: list[InhibitRule], target: dict[str, str
             for severity in alert.severities:
                 source, source_placeholders = alert_labels(alert, severity, {}, inputs.external)
                 if rule.sources(source) and not (rule.sources(target) and rule.targets(source)) and all(
-                        _may_equal(name, target, source, placeholders, source_placeholders) for name in rule.equal):
+                        may_equal(name, target, source, placeholders, source_placeholders) for name in rule.equal):
                     sources.append({"alert": alert.name, "severity": severity})
         out.append({"rule": rule.where, "source": [str(m) for m in rule.source],
                     "target": [str(m) for m in rule.target], "equal": list(rule.equal), "alerts": sources})
     return out
 
 
-def _may_equal(name: str, target: dict, source: dict, target_unknown: list[str], source_unknown: list[str]) -> bool:
+def may_equal(name: str, target: dict, source: dict, target_unknown: list[str], source_unknown: list[str]) -> bool:
     """Whether a source and a target alert can agree on label `name` (a missing label equals an empty one)."""
     have_target, have_source = bool(target.get(name)), bool(source.get(name))
     if not (have_target and have_source):

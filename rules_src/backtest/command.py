@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from .. import promql, units
-from ..amroute import RoutingError, load_routing
-from ..model import Spec
+from ..amroute import Routing, RoutingError, load_routing
+from ..explain import alert_labels, external_labels, may_equal
+from ..model import Alert, Spec
 from ..render import alert_rules
 from ..spec import load
 from .fetch import BacktestError, Grid, Prometheus, stderr_progress
 from .notify import notifications
-from .plan import Variant, inline, parse_setting, variants
+from .plan import Variant, inline, parse_setting, rules_of, variants
 from .replay import replay
 from .report import Outcome, report_json, report_text
 
@@ -90,12 +91,17 @@ def backtest(args, default_generated: Path) -> tuple[list[list[Outcome]], dict]:
     start, end = _window(args)
     progress = stderr_progress if sys.stderr.isatty() else None
     prometheus = Prometheus(args.prometheus, progress=progress)
+    inhibiting = _inhibiting(spec, routing, [group[0].alert for group in chosen], external_labels(generated, spec))
     records = {r.name: r.expr for g in spec.recording for r in g.records}
-    missing = _records_without_history(prometheus, spec, records, start)
-    outcomes = []
-    for group in chosen:
-        grid = Grid(start, end, spec.interval_of(group[0].alert.group) or spec.evaluation_interval)
-        outcomes.append([_replay_variant(prometheus, variant, grid, missing) for variant in group])
+    missing = _records_without_history(prometheus, [group[0].alert for group in chosen] + inhibiting, records, start)
+
+    def grid_of(alert: Alert) -> Grid:
+        return Grid(start, end, spec.interval_of(alert.group) or spec.evaluation_interval)
+    outcomes = [[_replay_variant(prometheus, variant, grid_of(variant.alert), missing) for variant in group]
+                for group in chosen]
+    # Not reported, but replayed as they are: what they fire mutes the chosen alerts' notifications.
+    muting = [_replay_variant(prometheus, Variant(alert, "current", rules_of(alert)), grid_of(alert), missing)
+              for alert in inhibiting]
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     # Alerts that read no series (Watchdog's vector(1)) "have data" anywhere: they cannot tell an empty range.
@@ -103,7 +109,7 @@ def backtest(args, default_generated: Path) -> tuple[list[list[Outcome]], dict]:
     if reading and not any(group[0].has_data for group in reading):
         raise BacktestError(f"no data between {start:.0f} and {end:.0f}: none of {len(reading)} alert(s) found"
                             f" a series of what it reads at {args.prometheus}")
-    current = [e for group in outcomes for e in group[0].episodes]
+    current = [e for group in outcomes for e in group[0].episodes] + [e for outcome in muting for e in outcome.episodes]
     for group in outcomes:
         for outcome in group:
             sources = [e for e in current if dict(e.labels)["alertname"] != outcome.alert] + outcome.episodes
@@ -114,9 +120,27 @@ def backtest(args, default_generated: Path) -> tuple[list[list[Outcome]], dict]:
     return outcomes, meta
 
 
-def _records_without_history(prometheus: Prometheus, spec: Spec, records: dict[str, str], start: float) -> dict:
-    """The recording rules with no sample at the range's start, by name: those the replay inlines."""
-    read = {name for a in spec.alerts for rule in alert_rules(a) for name in promql.names_read(rule["expr"])[1]}
+def _inhibiting(spec: Spec, routing: Routing, chosen: list[Alert], external: dict[str, str]) -> list[Alert]:
+    """The spec's alerts not chosen that an inhibit rule lets mute a chosen one: on its source side while a
+    chosen one is on its target side, the two able to agree on its `equal` labels (a label carried from the
+    series agreeing with any value)."""
+    def labelled(alert: Alert) -> list[tuple[dict[str, str], list[str]]]:
+        return [alert_labels(alert, severity, {}, external) for severity in alert.severities]
+    targets = [one for alert in chosen for one in labelled(alert)]
+
+    def mutes(alert: Alert) -> bool:
+        return any(rule.sources(source) and rule.targets(target) and all(
+            may_equal(name, target, source, target_carried, source_carried) for name in rule.equal)
+            for rule in routing.inhibit_rules for source, source_carried in labelled(alert)
+            for target, target_carried in targets)
+    names = {a.name for a in chosen}
+    return [alert for alert in spec.alerts if alert.name not in names and mutes(alert)]
+
+
+def _records_without_history(prometheus: Prometheus, alerts: list[Alert], records: dict[str, str],
+                             start: float) -> dict:
+    """The recording rules `alerts` read with no sample at the range's start, by name: those the replay inlines."""
+    read = {name for a in alerts for rule in alert_rules(a) for name in promql.names_read(rule["expr"])[1]}
     missing = {}
     for name in sorted(read & set(records)):
         if not prometheus.instant(f"count({name})", start, f"recording rule {name}"):

@@ -2,18 +2,15 @@
 nothing on stdout and no traceback. The command runs as a process, as a person runs it."""
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from deploy.local.processes import ManagedProcess, ServiceSpec, free_port
 from deploy.local.stack import tool
+from tests.rules.rules_helpers import StandIn
 
 PREFIX = "dumont-rules backtest: error: "
 # A fixed range, so the errors do not depend on the clock.
@@ -21,42 +18,6 @@ RANGE = ("--start", "2026-01-01T00:00:00Z", "--end", "2026-01-01T01:00:00Z")
 
 
 EMPTY = (200, {"status": "success", "data": {"resultType": "matrix", "result": []}})
-
-
-class StandIn:
-    """A stand-in Prometheus HTTP API on 127.0.0.1: `answer(request)` gives each query's status and JSON body."""
-
-    def __init__(self, answer):
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                request = urllib.parse.unquote_plus(self.rfile.read(length).decode() if length else self.path)
-                outer.requests.append(request)
-                status, body = answer(request)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args) -> None:  # keep the test's output clean
-                pass
-
-        self.requests: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -114,7 +75,7 @@ def test_prometheus_times_out():
     stand_in = StandIn(lambda request: (503, {"status": "error", "errorType": "timeout",
                                               "error": "query timed out in expression evaluation"}))
     try:
-        message = backtest(stand_in.url, *RANGE, "--alert", "HighCostAnomaly")
+        message = backtest(stand_in.url, *RANGE, "--alert", "HighMemoryUsage")
     finally:
         stand_in.close()
     assert f"Prometheus at {stand_in.url} times out on 'count(" in message, message
