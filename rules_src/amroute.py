@@ -51,6 +51,12 @@ def parse_duration(value) -> float:
     return seconds
 
 
+def sends_resolved(kind: str, config: dict) -> bool:
+    """Whether an integration of `kind` sends resolutions: its send_resolved, else Alertmanager 0.25's default
+    (config/notifiers.go: email, Slack and WeChat send none unless asked)."""
+    return bool(config.get("send_resolved", kind not in ("email", "slack", "wechat")))
+
+
 @dataclass(frozen=True)
 class Matcher:
     """One label matcher: name, operator (=, !=, =~, !~) and value."""
@@ -309,6 +315,10 @@ class Routing:
         """The inhibit rules whose target side an alert with `labels` is on: what may mute it."""
         return [rule for rule in self.inhibit_rules if rule.targets(labels)]
 
+    def sends_resolved(self, receiver: str) -> bool:
+        """Whether any integration of `receiver` sends resolutions."""
+        return any(sends_resolved(kind, config) for kind, config in self.integrations.get(receiver, []))
+
     def channel_of(self, kind: str, config: dict) -> Channel | None:
         """The receiver's channel an integration of kind `kind` posts to; None for Alertmanager's own ones."""
         if kind != "webhook":
@@ -319,7 +329,7 @@ class Routing:
         name = found.group(1)
         spec = self.channel_specs.get(name) or {}
         thread = self.channel_kinds.get(name) == "slack" and any(key.startswith("bot_token") for key in spec)
-        return Channel(name, self.channel_kinds.get(name), bool(config.get("send_resolved", True)), thread)
+        return Channel(name, self.channel_kinds.get(name), sends_resolved(kind, config), thread)
 
     def around_routes(self) -> list[tuple[Route, list[str]]]:
         """Routes whose receiver reaches only Alertmanager's own integrations (the `direct` route), with them."""

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .amroute import Channel, InhibitRule, Route, Routing, RoutingError, group_key, load_routing
+from .amroute import Channel, InhibitRule, Route, Routing, RoutingError, group_key, load_routing, sends_resolved
 from .model import Alert, Spec
 from .spec import SPEC_DIR, environments, load
 from .units import format_duration
@@ -180,7 +180,7 @@ def _reach(routing: Routing, receiver: str) -> tuple[list[Channel], list[dict]]:
     for kind, config in routing.integrations.get(receiver, []):
         channel = routing.channel_of(kind, config)
         if channel is None:
-            item = {"kind": kind, "detail": _detail(kind, config), "send_resolved": _own_send_resolved(kind, config)}
+            item = {"kind": kind, "detail": _detail(kind, config), "send_resolved": sends_resolved(kind, config)}
             if item not in own:
                 own.append(item)
         elif channel.name in channels:
@@ -190,11 +190,6 @@ def _reach(routing: Routing, receiver: str) -> tuple[list[Channel], list[dict]]:
         else:
             channels[channel.name] = channel
     return list(channels.values()), own
-
-
-def _own_send_resolved(kind: str, config: dict) -> bool:
-    # Alertmanager 0.25's defaults (config/notifiers.go): email, Slack and WeChat send no resolution unless asked.
-    return bool(config.get("send_resolved", kind not in ("email", "slack", "wechat")))
 
 
 def _detail(kind: str, config: dict) -> str:

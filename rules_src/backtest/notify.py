@@ -41,13 +41,15 @@ def notifications(episodes: list[Interval], sources: list[Interval], routing: Ro
     out: list[Notification] = []
     for (receiver, _, wait, interval, repeat), members in sorted(groups.items()):
         out += _group_flushes(receiver, sorted(members, key=lambda e: e.start), wait, interval, repeat, end,
-                              inhibition)
+                              inhibition, routing.sends_resolved(receiver))
     return sorted(out, key=lambda n: n.at)
 
 
 def _group_flushes(receiver: str, members: list[Interval], wait: float, interval: float, repeat: float,
-                   end: float, inhibition: "_Inhibition") -> list[Notification]:
-    """One aggregation group's notifications: it lives from its first alert until a flush leaves it empty."""
+                   end: float, inhibition: "_Inhibition", send_resolved: bool) -> list[Notification]:
+    """One aggregation group's notifications: it lives from its first alert until a flush leaves it empty. A
+    receiver that sends no resolutions still logs the all-resolved flush (nothing goes out: RetryStage drops
+    resolved alerts), so the next firing is news again."""
     out: list[Notification] = []
     last_firing: frozenset | None = None   # what the notification log holds for this group and receiver
     last_sent = 0.0
@@ -60,9 +62,10 @@ def _group_flushes(receiver: str, members: list[Interval], wait: float, interval
                 held.append(pending.popleft())
             firing = frozenset(e for e in held if (e.end is None or e.end > flush) and not inhibition.muted(e, flush))
             resolved = {e for e in held if e.end is not None and e.end <= flush}
-            if _needs_update(last_firing, firing, bool(resolved), last_sent, flush, repeat):
-                names = tuple(sorted({dict(e.labels)["alertname"] for e in held}))
-                out.append(Notification(receiver, flush, names, resolved_only=not firing))
+            if _needs_update(last_firing, firing, send_resolved and bool(resolved), last_sent, flush, repeat):
+                if firing or send_resolved:
+                    names = tuple(sorted({dict(e.labels)["alertname"] for e in held}))
+                    out.append(Notification(receiver, flush, names, resolved_only=not firing))
                 last_firing, last_sent = firing, flush
             held = [e for e in held if e not in resolved]  # a flushed resolution leaves the group
             if not held:
@@ -82,7 +85,7 @@ def _needs_update(last: frozenset | None, firing: frozenset, any_resolved: bool,
     if not firing:
         return bool(last)          # all resolved: said once
     if any_resolved:
-        return True                # send_resolved: what ended since
+        return True                # what ended since, to a receiver that sends resolutions
     return last_sent <= now - repeat
 
 

@@ -1,5 +1,6 @@
-"""`dumont-rules backtest --alert X` counts X's notifications as Alertmanager would send them: an alert that is
-not chosen but can inhibit X is replayed too, and mutes X while it fires, as it does with both chosen.
+"""The notifications `dumont-rules backtest` counts, on a history made to show one thing each: with `--alert X`,
+an alert that is not chosen but can inhibit X is replayed too, and mutes X while it fires, as it does with both
+chosen; a receiver whose webhooks have `send_resolved: false` gets no resolution.
 
 A stand-in Prometheus gives the history: one disk (gpu-1, /) on which DiskFillingUp fires from 100 s to 400 s of
 the range, and DiskAlmostFull (whose inhibit rule mutes DiskFillingUp on the same machine and mount) from 50 s
@@ -7,13 +8,16 @@ to 500 s, or not at all."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.parse
+from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy.local.stack import tool
-from tests.rules.rules_helpers import StandIn
+from tests.rules.rules_helpers import REPO, StandIn
 
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 DISK = {"machine_id": "gpu-1", "machine_type": "gpu", "mount": "/", "instance": "exporter:9877",
@@ -40,10 +44,12 @@ def history(almost_full: bool):
     return answer
 
 
-def backtest(url: str, *alerts: str) -> dict:
+def backtest(url: str, *alerts: str, generated: Path | None = None) -> dict:
     """The JSON report of `dumont-rules backtest --env fast` over the stand-in's 600 s, for `alerts`."""
+    more = ["--generated", str(generated)] if generated else []
     done = subprocess.run([tool("dumont-rules"), "backtest", "--prometheus", url, "--env", "fast", "--start",
-                           str(START), "--end", str(START + 600), "--json", *(f"--alert={a}" for a in alerts)],
+                           str(START), "--end", str(START + 600), "--json", *more,
+                           *(f"--alert={a}" for a in alerts)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return {entry["alert"]: entry["variants"][0] for entry in json.loads(done.stdout)["alerts"]}
@@ -63,3 +69,22 @@ def test_an_inhibiting_alert_not_chosen_still_mutes(almost_full, notifications):
     assert alone["DiskFillingUp"]["episodes"] == 1
     assert alone["DiskFillingUp"]["notifications"] == both["DiskFillingUp"]["notifications"] == notifications
     assert any("> 0.8 unless" in r for r in stand_in.requests), "DiskAlmostFull was not replayed"
+
+
+def test_a_receiver_that_sends_no_resolution_gets_none(tmp_path):
+    """The warning receiver's webhooks set to `send_resolved: false`: the first and the repeats, no resolution."""
+    generated = tmp_path / "fast"
+    shutil.copytree(REPO / "generated" / "fast", generated)
+    path = generated / "alertmanager" / "alertmanager.yml"
+    config = yaml.safe_load(path.read_text())
+    [warning] = [r for r in config["receivers"] if r["name"] == "warning"]
+    for webhook in warning["webhook_configs"]:
+        webhook["send_resolved"] = False
+    path.write_text(yaml.safe_dump(config))
+    stand_in = StandIn(history(almost_full=False))
+    try:
+        quiet = backtest(stand_in.url, "DiskFillingUp", generated=generated)["DiskFillingUp"]
+    finally:
+        stand_in.close()
+    assert quiet["episodes"] == 1
+    assert (quiet["notifications"], quiet["resolution_only_notifications"]) == (5, 0)
