@@ -32,7 +32,8 @@ def add_parser(sub, default_generated: Path) -> None:
     p.add_argument("--end", help="RFC 3339 or Unix time (default now)")
     p.add_argument("--alert", action="append", default=[], help="an alert to replay (repeatable; default all)")
     p.add_argument("--set", action="append", default=[], dest="settings", metavar="ALERT[.SEVERITY].FIELD=VALUE",
-                   help="replay a changed threshold, for or keep_firing_for beside the current one (repeatable)")
+                   help="replay a changed threshold, for or keep_firing_for beside the current one (repeatable);"
+                        " ALERT[.SEVERITY].override.NAME.threshold=VALUE changes an override's threshold")
     p.add_argument("--generated", type=Path, help="the rendered environment to read routing from "
                                                   "(default generated/<env>)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -55,15 +55,25 @@ class Setting:
     severity: str | None
     field: str
     value: str
+    override: str | None = None  # the threshold of this override (`ALERT[.SEVERITY].override.NAME.threshold`)
+
+
+FORMS = "ALERT[.SEVERITY].FIELD=VALUE or ALERT[.SEVERITY].override.NAME.threshold=VALUE"
 
 
 def parse_setting(text: str, spec: Spec) -> Setting:
     """A `--set` argument checked against the spec; BacktestError names what is unknown."""
     target, sep, value = text.partition("=")
     parts = target.split(".")
+    override = None
+    if "override" in parts[1:3]:
+        at = parts.index("override", 1)
+        if len(parts) != at + 3:
+            raise BacktestError(f"--set {text}: expected {FORMS}")
+        override = parts[at + 1]
+        parts = parts[:at] + parts[at + 2:]
     if not sep or not value or len(parts) not in (2, 3):
-        raise BacktestError(f"--set {text}: expected ALERT.FIELD=VALUE or ALERT.SEVERITY.FIELD=VALUE"
-                            f" (fields: {', '.join(SETTABLE)})")
+        raise BacktestError(f"--set {text}: expected {FORMS} (fields: {', '.join(SETTABLE)})")
     alerts = {a.name: a for a in spec.alerts}
     if parts[0] not in alerts:
         near = difflib.get_close_matches(parts[0], alerts, n=1)
@@ -82,7 +92,14 @@ def parse_setting(text: str, spec: Spec) -> Setting:
         if severity is None and len(alert.tiers) > 1:
             raise BacktestError(f"--set {text}: {alert.name} has tiers {', '.join(alert.severities)}: write"
                                 f" {alert.name}.<severity>.threshold")
-    return Setting(text, alert.name, severity, parts[-1], value)
+    if override is not None:
+        names = [o.name for o in alert.overrides]
+        if parts[-1] != "threshold":
+            raise BacktestError(f"--set {text}: an override sets only a threshold")
+        if override not in names:
+            raise BacktestError(f"--set {text}: {alert.name} has no override {override!r} (its overrides: "
+                                f"{', '.join(names) or 'none'})")
+    return Setting(text, alert.name, severity, parts[-1], value, override)
 
 
 def changed(alert: Alert, setting: Setting) -> Alert:
@@ -97,6 +114,12 @@ def changed(alert: Alert, setting: Setting) -> Alert:
         value = units.threshold_value(alert.unit, raw) if raw is not None else None
         if value is None:
             raise BacktestError(f"--set {setting.text}: {units.UNIT_RULE[alert.unit]}")
+        if setting.override is not None:
+            overrides = tuple(dataclasses.replace(o, thresholds=tuple(
+                value if setting.severity in (None, tier.severity) else threshold
+                for tier, threshold in zip(alert.tiers, o.thresholds))) if o.name == setting.override else o
+                for o in alert.overrides)
+            return dataclasses.replace(alert, overrides=overrides)
         tiers = tuple(dataclasses.replace(t, threshold=value) if setting.severity in (None, t.severity) else t
                       for t in alert.tiers)
         return dataclasses.replace(alert, tiers=tiers)

@@ -85,7 +85,14 @@ def test_prometheus_times_out():
     ("NoSuchAlert.threshold=0.9", "--set NoSuchAlert.threshold=0.9: no alert 'NoSuchAlert' in fast"),
     ("DiskAlmostFull.colour=red", "--set DiskAlmostFull.colour=red: unknown field 'colour'"),
     ("DiskAlmostFull.threshold=1.5", "--set DiskAlmostFull.threshold=1.5: must be a number between 0 and 1"),
-], ids=["unknown-alert", "unknown-field", "ratio-out-of-range"])
+    ("DiskAlmostFull.override.gpu.threshold=0.9",
+     "--set DiskAlmostFull.override.gpu.threshold=0.9: DiskAlmostFull has no override 'gpu' (its overrides: cpu)"),
+    ("DiskAlmostFull.override.cpu.for=5m", "--set DiskAlmostFull.override.cpu.for=5m: an override sets only a"
+                                           " threshold"),
+    ("DiskAlmostFull.override.cpu.threshold=2", "--set DiskAlmostFull.override.cpu.threshold=2: must be a number"
+                                                " between 0 and 1"),
+], ids=["unknown-alert", "unknown-field", "ratio-out-of-range", "unknown-override", "override-field",
+        "override-out-of-range"])
 def test_bad_setting(empty_prometheus, setting, expected):
     """A `--set` naming an unknown alert or field, or a threshold its unit does not allow, names itself."""
     message = backtest(empty_prometheus.url, *RANGE, "--set", setting)
