@@ -140,6 +140,7 @@ class Direct:
     def __init__(self, prometheus_url: str, alertmanager_url: str | None):
         self.prometheus_url, self.alertmanager_url = prometheus_url, alertmanager_url
         self.session = requests.Session()
+        self.session.headers["Accept-Encoding"] = "identity"  # as the receiver asks: no gzip
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=16)

@@ -116,6 +116,18 @@ def test_a_rejected_query_is_a_503_carrying_prometheus_own_words(dashboard_clien
     assert "HTTP 400: parse error: unexpected <by>" in response.json["error"]
 
 
+@pytest.mark.parametrize("item", [
+    {"metric": ["machine_id", "gpu-1"], "value": [0, "1"]},
+    {"metric": {"machine_id": "gpu-1"}},
+    {"metric": {"machine_id": "gpu-1"}, "value": [0, "one"]},
+], ids=["labels-not-an-object", "no-value", "value-not-a-number"])
+def test_a_malformed_vector_is_a_503_naming_prometheus(dashboard_client, stand_ins, item):
+    odd = stand_ins(PrometheusStandIn(vector=[item]))
+    response = dashboard_client(prometheus_url=odd.url).get("/api/dashboard/metrics/realtime")
+    assert response.status_code == 503
+    assert response.json["error"] == f"prometheus at {odd.url}: answered a malformed vector"
+
+
 def test_a_silent_alertmanager_leaves_the_machines_and_says_alerts_are_missing(dashboard_client, stand_ins):
     machine = {"metric": {"machine_id": "gpu-1", "machine_type": "gpu", "state": "up"}, "value": [0, "12"]}
     prometheus = stand_ins(PrometheusStandIn(vector=[machine]))
