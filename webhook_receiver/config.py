@@ -73,6 +73,7 @@ class Config:
     dashboard_timezone: str = "UTC"    # the zone of the savings' today, month and year (an IANA name)
     dashboard_timeout: float = 5.0     # for all the reads of one dashboard request together
     dashboard_refresh: float = 15.0    # the page fetches its figures again this often
+    dashboard_lookback: float = 3600.0  # a scrape target that is down: its machines reported within this are listed
     log_level: str = "info"
 
     @property
@@ -86,7 +87,8 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a `database` starting so 
 _DURATION_KEYS = {"relay_coalesce", "claim_timeout", "retention", "busy_timeout", "backoff_initial", "backoff_max", "defer_limit", "relay_interval",
                   "prune_interval", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
                   "send_timeout", "heartbeat_interval", "heartbeat_timeout", "reconcile_interval", "reconcile_timeout",
-                  "reconcile_grace", "reconcile_warmup", "dashboard_timeout", "dashboard_refresh"}
+                  "reconcile_grace", "reconcile_warmup", "dashboard_timeout", "dashboard_refresh",
+                  "dashboard_lookback"}
 _INT_KEYS = {"workers", "threads", "keepalive_requests", "max_body_bytes", "max_read_bytes", "max_attempts",
              "batch_size", "storm_threshold", "body_min_rate", "max_connections"}
 _BOOL_KEYS = {"relay"}
@@ -100,7 +102,8 @@ _CHOICE_KEYS = {"synchronous": SYNCHRONOUS_MODES}
 _POSITIVE_KEYS = _INT_KEYS | {"backoff_initial", "backoff_max", "relay_interval", "prune_interval",
                               "retention", "give_up_after", "relay_stall_after", "header_timeout", "body_timeout",
                               "send_timeout", "heartbeat_interval", "heartbeat_timeout", "claim_timeout",
-                              "reconcile_interval", "reconcile_timeout", "dashboard_timeout", "dashboard_refresh"}
+                              "reconcile_interval", "reconcile_timeout", "dashboard_timeout", "dashboard_refresh",
+                              "dashboard_lookback"}
 KEYS = tuple(f.name for f in fields(Config))
 
 

@@ -133,7 +133,7 @@ def test_the_live_fleet_in_every_state_with_its_alerts(dashboard):
     assert machines["gpu-3"]["cpu_percent"] is None and machines["gpu-3"]["uptime_seconds"] is None
     totals = body["totals"]
     assert totals["machines"] == 5
-    assert totals["by_state"] == {"up": 2, "down": 1, "vanished": 1, "retired": 1}
+    assert totals["by_state"] == {"up": 2, "down": 1, "vanished": 1, "retired": 1, "unreachable": 0}
     assert totals["cost_hourly_usd_by_provider"] == {"gcp": 0.5, "vast": 1.75}
     assert body["missing"] == []
 
@@ -166,6 +166,29 @@ def test_bad_parameters_are_refused_naming_the_parameter(dashboard, params, para
 def test_realtime_takes_no_parameters(dashboard):
     status, body = api(dashboard, "/api/dashboard/metrics/realtime", machine="gpu-1")
     assert (status, body["parameter"]) == (400, "machine")
+
+
+def test_the_exporter_stopped_leaves_its_machines_listed_as_unreachable(dashboard):
+    """Its scrape failing, the exporter's series are gone at once and MachineVanished stays quiet: the table
+    still lists every machine it reported within dashboard_lookback, as unreachable (retired stays retired)."""
+    dashboard.stack.stop_service("exporter")
+    try:
+        # cpu-2 too, vanished before: MachineVanished resolves once the scrape fails.
+        wanted = {"gpu-1": "unreachable", "gpu-2": "unreachable", "cpu-1": "unreachable", "cpu-2": "unreachable",
+                  "gpu-3": "retired"}
+
+        def fleet():
+            status, body = api(dashboard, "/api/dashboard/metrics/realtime")
+            assert status == 200, body
+            return body if {m["machine_id"]: m["state"] for m in body["machines"]} == wanted else None
+
+        body = wait_for(fleet, 30, f"the exporter's machines to be {wanted}")
+        machines = {m["machine_id"]: m for m in body["machines"]}
+        assert machines["gpu-1"]["machine_type"] == "gpu"
+        assert machines["gpu-1"]["uptime_seconds"] is None and machines["gpu-1"]["cpu_percent"] is None
+        assert body["totals"]["by_state"] == {"up": 0, "down": 0, "vanished": 0, "retired": 1, "unreachable": 4}
+    finally:
+        dashboard.stack.start_service("exporter")
 
 
 def test_prometheus_stopped_answers_503_naming_it(dashboard):

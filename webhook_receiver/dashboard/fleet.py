@@ -2,11 +2,12 @@
 alerts firing on them, from the Alertmanagers."""
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 from webhook_receiver.dashboard.sources import Sample
 
-STATES = ("up", "down", "vanished", "retired")
+STATES = ("up", "down", "vanished", "retired", "unreachable")
 VANISHED_ALERT = "MachineVanished"
 
 
@@ -26,6 +27,29 @@ def state_query() -> str:
         f'label_replace(0 * max by (machine_id, machine_type) (ALERTS{{alertname="{VANISHED_ALERT}"}})'
         f' unless on (machine_id) {uptime}, "state", "vanished", "", "")',
     ])
+
+
+# The scrape targets whose last scrape failed. While the exporter's own scrape fails, its machines' series are
+# gone at once and MachineVanished stays quiet (TargetDown pages once): without this, they would leave the table.
+TARGETS_DOWN = "up == 0"
+
+
+def unreachable_query(targets: list[Sample], lookback: str) -> str | None:
+    """The machines the down `targets` reported within `lookback`, labelled `state`: retired if they were marked
+    so, else unreachable (nothing is known of them now). None when no target is down. Read only then: it reads
+    every uptime sample of the window, which the state query avoids."""
+    selectors = [f"job={json.dumps(t.labels.get('job', ''))},instance={json.dumps(t.labels.get('instance', ''))}"
+                 for t in targets]
+    if not selectors:
+        return None
+
+    def last(metric: str) -> str:
+        return "max by (machine_id, machine_type) (" + " or ".join(
+            f"last_over_time({metric}{{{selector}}}[{lookback}])" for selector in selectors) + ")"
+    retired = last("dumont_machine_retired")
+    return (f'label_replace(0 * {retired}, "state", "retired", "", "") or '
+            f'label_replace(0 * {last("dumont_machine_uptime_seconds")} unless on (machine_id) {retired},'
+            f' "state", "unreachable", "", "")')
 
 
 # Each reading of the machine table: the field of a machine it fills, and its PromQL. Each is reduced to the

@@ -118,6 +118,7 @@ def api_realtime():
     sources, prometheus = _sources(), _prometheus()
     late = sources.late("prometheus", prometheus.url)
     reads = {"states": (lambda: prometheus.vector(fleet.state_query()), late),
+             "targets_down": (lambda: _unreachable(prometheus, sources.config.dashboard_lookback), late),
              "disks": (lambda: prometheus.vector(fleet.DISKS), late),
              "cost_by_provider": (lambda: prometheus.vector(fleet.COST_BY_PROVIDER), late),
              **{field: (lambda expr=expr: prometheus.vector(expr), late) for field, expr in fleet.READINGS.items()},
@@ -125,13 +126,20 @@ def api_realtime():
     now = time.time()
     got = sources.gatherer.gather(reads, sources.timeout)
     _raise_first(got, [name for name in reads if not name.startswith("alertmanager ")])
-    table = fleet.machines(got["states"], {field: got[field] for field in fleet.READINGS}, got["disks"])
+    table = fleet.machines(got["states"] + got["targets_down"], {field: got[field] for field in fleet.READINGS},
+                           got["disks"])
     view, missing = _cluster(got, now)
     firing = alerts.by_machine(view, _alert_url) if view is not None else {}
     for machine in table:
         machine["alerts"] = firing.get(machine["machine_id"], []) if view is not None else None
     return jsonify(time=_stamp(now), machines=table, totals=fleet.totals(table, got["cost_by_provider"]),
                    missing=missing)
+
+
+def _unreachable(prometheus: Prometheus, lookback: float) -> list:
+    """The machines of the scrape targets that are down (none, and one cheap query, while every target is up)."""
+    query = fleet.unreachable_query(prometheus.vector(fleet.TARGETS_DOWN), f"{max(1, round(lookback))}s")
+    return prometheus.vector(query) if query else []
 
 
 @bp.get("/api/dashboard/health")

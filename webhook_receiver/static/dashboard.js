@@ -15,7 +15,7 @@
   // A receiver that neither answers nor refuses must not stall the refreshes behind it
   var FETCH_TIMEOUT_MS = Math.max(10000, REFRESH_MS);
   var DASH = "\u2013";
-  var STATES = ["up", "down", "vanished", "retired"];
+  var STATES = ["up", "down", "vanished", "retired", "unreachable"];
   var SEVERITIES = ["critical", "warning", "info", "none"];
   var PERIODS = ["today", "month", "year"];
   var COLORS = ["#2f80ed", "#2eb67d", "#c77f00", "#6b46c1", "#d00000", "#808080"]; // .c0 .. .c5 in dashboard.css
