@@ -14,7 +14,7 @@ from webhook_receiver.dashboard import alerts, fleet
 from webhook_receiver.dashboard.calendar import calendar_at
 from webhook_receiver.dashboard.params import ParamError, check_known, savings_params
 from webhook_receiver.dashboard.savings import TILE_RULE, savings_json
-from webhook_receiver.dashboard.sources import Gatherer, Prometheus, SourceError
+from webhook_receiver.dashboard.sources import Gatherer, Prometheus, Sample, SourceError
 from webhook_receiver.db import get_store
 from webhook_receiver.reconcile.alertmanager import read_peer
 
@@ -118,7 +118,7 @@ def api_realtime():
     sources, prometheus = _sources(), _prometheus()
     late = sources.late("prometheus", prometheus.url)
     reads = {"states": (lambda: prometheus.vector(fleet.state_query()), late),
-             "targets_down": (lambda: _unreachable(prometheus, sources.config.dashboard_lookback), late),
+             "unreachable": (lambda: _unreachable(prometheus, sources.config.dashboard_lookback), late),
              "disks": (lambda: prometheus.vector(fleet.DISKS), late),
              "cost_by_provider": (lambda: prometheus.vector(fleet.COST_BY_PROVIDER), late),
              **{field: (lambda expr=expr: prometheus.vector(expr), late) for field, expr in fleet.READINGS.items()},
@@ -126,7 +126,7 @@ def api_realtime():
     now = time.time()
     got = sources.gatherer.gather(reads, sources.timeout)
     _raise_first(got, [name for name in reads if not name.startswith("alertmanager ")])
-    table = fleet.machines(got["states"] + got["targets_down"], {field: got[field] for field in fleet.READINGS},
+    table = fleet.machines(got["states"] + got["unreachable"], {field: got[field] for field in fleet.READINGS},
                            got["disks"])
     view, missing = _cluster(got, now)
     firing = alerts.by_machine(view, _alert_url) if view is not None else {}
@@ -136,7 +136,7 @@ def api_realtime():
                    missing=missing)
 
 
-def _unreachable(prometheus: Prometheus, lookback: float) -> list:
+def _unreachable(prometheus: Prometheus, lookback: float) -> list[Sample]:
     """The machines of the scrape targets that are down (none, and one cheap query, while every target is up)."""
     query = fleet.unreachable_query(prometheus.vector(fleet.TARGETS_DOWN), f"{max(1, round(lookback))}s")
     return prometheus.vector(query) if query else []
