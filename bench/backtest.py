@@ -77,6 +77,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from deploy.local.processes import ManagedProcess, ServiceSpec, free_port  # noqa: E402
 from rules_src.backtest.fetch import CHUNK_POINTS  # noqa: E402
 
 SEED = 23
@@ -493,41 +494,14 @@ def build_history(work: Path, data: Path, machines: list[Machine], noise: list[f
 
 # --- Prometheus ------------------------------------------------------------------------------------------------
 
-class Server:
-    """Debian's prometheus on the blocks in `data`, on a free port, with an empty configuration."""
-
-    def __init__(self, work: Path, data: Path):
-        from deploy.local.processes import free_port
-        self.url = f"http://127.0.0.1:{free_port()}"
-        (work / "prometheus.yml").write_text("{}\n")
-        self.log = work / "prometheus.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                ["prometheus", f"--storage.tsdb.path={data}", f"--web.listen-address={self.url[len('http://'):]}",
-                 "--storage.tsdb.retention.time=30d", f"--config.file={work / 'prometheus.yml'}"],
-                stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/-/ready", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus at {self.url} not ready within {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def prometheus(work: Path, data: Path) -> ManagedProcess:
+    """Debian's prometheus on the blocks in `data`, on a free port, with an empty configuration (not started)."""
+    (work / "prometheus.yml").write_text("{}\n")
+    port = free_port()
+    return ManagedProcess(ServiceSpec("prometheus", [
+        "prometheus", f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=30d", f"--config.file={work / 'prometheus.yml'}"],
+        port, "/-/ready", f"http://127.0.0.1:{port}"), work)
 
 
 # --- the backtest and its baseline -----------------------------------------------------------------------------
@@ -673,12 +647,13 @@ def main() -> int:
         print(f"  {built['slices']} slices of OpenMetrics written in {built['writing_seconds']:.0f} s and read by"
               f" promtool in {built['promtool_seconds']:.0f} s (two at a time beside the writer): {built['blocks']}"
               f" blocks in {built['wall_seconds']:.0f} s")
-        server = Server(work, data)
+        server = prometheus(work, data)
         try:
-            server.wait_ready()
-            bench(server.url, start, end - SCRAPE, count, args.rounds, args.profile)
+            server.start()
+            server.wait_ready(120)
+            bench(server.spec.url, start, end - SCRAPE, count, args.rounds, args.profile)
         finally:
-            server.stop()
+            server.stop(30)
     print(f"(benchmark took {time.perf_counter() - began:.0f} s)")
     return 0
 
